@@ -1,0 +1,172 @@
+"""The ``ddso`` command line.
+
+Each subcommand parses its arguments here and calls one library or pipeline function; the
+heavy imports happen inside the handlers so that ``ddso --help`` is instant. A
+:class:`~ddso.errors.UserError` becomes one line on stderr and exit code 2; nothing else is
+caught, so a bug keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ddso.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and still exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must not be negative")
+    return value
+
+
+def _settings(args: argparse.Namespace):
+    from ddso.config import load_settings
+
+    return load_settings(args.config)
+
+
+# --- handlers --------------------------------------------------------------------------------
+
+
+def _cmd_data_generate(args: argparse.Namespace) -> int:
+    from ddso.data.generator import GeneratorConfig, generate
+
+    cfg = GeneratorConfig(
+        customers=args.customers, days=args.days, seed=args.seed, start=args.start
+    )
+    summary = generate(cfg, Path(args.out), progress=not args.quiet)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _cmd_data_describe(args: argparse.Namespace) -> int:
+    from ddso.data.describe import describe, format_description
+
+    report = describe(Path(args.dir))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(format_description(report))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from ddso.bench import run_benchmark
+
+    run_benchmark(args.name, Path(args.json) if args.json else None, args.option or [])
+    return 0
+
+
+def _cmd_config_show(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    print(json.dumps(settings.model_dump(mode="json"), indent=2))
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from pipelines.up import Args, main
+
+    return main(
+        Args(
+            config=args.config,
+            customers=args.customers,
+            days=args.days,
+            seed=args.seed,
+            requests=args.requests,
+            once=args.once,
+            port=args.port,
+        )
+    )
+
+
+# --- parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ddso", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML settings file (default: $DDSO_CONFIG, if set)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    up = sub.add_parser("up", help="generate data, featurize, train, serve and send decisions")
+    up.add_argument("--customers", type=_positive_int, default=5000)
+    up.add_argument("--days", type=_positive_int, default=120)
+    up.add_argument("--seed", type=_non_negative_int, default=7)
+    up.add_argument("--requests", type=_positive_int, default=5, help="sample decisions to send")
+    up.add_argument("--port", type=_positive_int, default=None, help="HTTP port (default: config)")
+    up.add_argument("--once", action="store_true", help="exit after the sample requests")
+    up.set_defaults(func=_cmd_up)
+
+    data = sub.add_parser("data", help="synthetic data").add_subparsers(
+        dest="data_command", required=True, parser_class=_Parser
+    )
+    gen = data.add_parser("generate", help="write warehouse tables and the event stream")
+    gen.add_argument("--customers", type=_positive_int, required=True)
+    gen.add_argument("--days", type=_positive_int, required=True)
+    gen.add_argument("--seed", type=_non_negative_int, default=0)
+    gen.add_argument("--start", default="2025-01-01", help="first day (YYYY-MM-DD, UTC)")
+    gen.add_argument("--out", required=True, metavar="DIR")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(func=_cmd_data_generate)
+    desc = data.add_parser("describe", help="sizes and funnel rates of a generated dataset")
+    desc.add_argument("dir", metavar="DIR")
+    desc.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    desc.set_defaults(func=_cmd_data_describe)
+
+    bench = sub.add_parser("bench", help="run a benchmark from benchmarks/")
+    bench.add_argument("name", help="benchmark name, e.g. generate")
+    bench.add_argument("--json", metavar="PATH", help="write the metrics as one JSON object")
+    bench.add_argument(
+        "-o", "--option", action="append", metavar="KEY=VALUE", help="benchmark parameter"
+    )
+    bench.set_defaults(func=_cmd_bench)
+
+    config = sub.add_parser("config", help="configuration").add_subparsers(
+        dest="config_command", required=True, parser_class=_Parser
+    )
+    show = config.add_parser("show", help="print the resolved settings (secrets masked)")
+    show.set_defaults(func=_cmd_config_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return handler(args)
+    except UserError as e:
+        print(f"ddso: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ddso: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

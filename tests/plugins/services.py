@@ -1,0 +1,1 @@
+"""Real-service fixtures: the Kafka-protocol broker (tansu) and Redis."""
