@@ -219,6 +219,7 @@ _REASON_BY_ERROR_TYPE = {
     "json_type": "bad_json",
     "model_type": "not_object",
     "model_attributes_type": "not_object",
+    "dict_type": "not_object",
 }
 
 

@@ -1,0 +1,1 @@
+"""Customer features as pure batch functions, shared by Ray Data, Spark and the online path."""

@@ -1,0 +1,134 @@
+"""A folder-backed model registry: versioned artifacts, metadata, lineage and a champion.
+
+Layout under the registry root::
+
+    <name>/<version>/            artifact files + metadata.json (written to a temp folder, then renamed)
+    <name>/CHAMPION              the version that serving loads (replaced atomically)
+
+Versions are ``v0001``, ``v0002``, ... in registration order. Metadata records the metrics,
+feature list and feature-set version, a fingerprint of the training data, the code version,
+the creation time and the sha256 of every artifact file, so a decision can name exactly what
+scored it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import ddso
+from ddso.errors import ConfigError, UserError
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: str
+    path: Path
+    metadata: dict[str, Any]
+
+    def artifact(self, filename: str) -> Path:
+        return self.path / filename
+
+    @property
+    def artifact_sha256(self) -> str:
+        """One hash over all artifact files (sorted by name): the model's identity."""
+        digests = self.metadata["artifacts"]
+        joined = "".join(f"{k}:{digests[k]}" for k in sorted(digests))
+        return hashlib.sha256(joined.encode()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ModelRegistry:
+    """Registry rooted at a local folder (``file://`` URIs accepted)."""
+
+    def __init__(self, uri: str | Path):
+        text = str(uri)
+        if text.startswith("file://"):
+            text = text[len("file://"):]
+        elif "://" in text:
+            raise ConfigError(
+                f"registry_uri {uri!r}: only local folders and file:// URIs are supported; "
+                "mount the object store or use a shared volume"
+            )
+        self.root = Path(text)
+
+    def _model_dir(self, name: str) -> Path:
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise UserError(f"model name {name!r} must be letters, digits, '_' or '-'")
+        return self.root / name
+
+    def versions(self, name: str) -> list[str]:
+        d = self._model_dir(name)
+        if not d.exists():
+            return []
+        return sorted(p.name for p in d.iterdir() if p.is_dir() and p.name.startswith("v"))
+
+    def register(
+        self, name: str, files: dict[str, Path], metadata: dict[str, Any], *, promote: bool = False
+    ) -> ModelVersion:
+        """Copy ``files`` (artifact name -> source path) into a new version and return it."""
+        model_dir = self._model_dir(name)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
+        digests = {}
+        for artifact, src in files.items():
+            shutil.copyfile(src, staging / artifact)
+            digests[artifact] = _sha256(staging / artifact)
+        existing = self.versions(name)
+        version = f"v{(int(existing[-1][1:]) + 1 if existing else 1):04d}"
+        meta = {
+            **metadata,
+            "name": name,
+            "version": version,
+            "created_at": datetime.now(UTC).isoformat(),
+            "code_version": ddso.__version__,
+            "artifacts": digests,
+        }
+        (staging / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
+        final = model_dir / version
+        # rename is atomic: readers see either no version or a complete one.
+        os.rename(staging, final)
+        mv = ModelVersion(name, version, final, meta)
+        if promote or not existing:
+            self.promote(name, version)
+        return mv
+
+    def get(self, name: str, version: str) -> ModelVersion:
+        path = self._model_dir(name) / version
+        meta_path = path / "metadata.json"
+        if not meta_path.exists():
+            known = ", ".join(self.versions(name)) or "none"
+            raise UserError(f"model {name!r} has no version {version!r} in {self.root} (known: {known})")
+        return ModelVersion(name, version, path, json.loads(meta_path.read_text()))
+
+    def promote(self, name: str, version: str) -> None:
+        self.get(name, version)
+        pointer = self._model_dir(name) / "CHAMPION"
+        tmp = pointer.with_suffix(".tmp")
+        tmp.write_text(version + "\n")
+        os.replace(tmp, pointer)
+
+    def champion(self, name: str) -> ModelVersion:
+        """The promoted version of ``name``; a clear error if there is none yet."""
+        pointer = self._model_dir(name) / "CHAMPION"
+        if not pointer.exists():
+            raise UserError(
+                f"no champion for model {name!r} in registry {self.root}; train one first "
+                f"(e.g. `ddso up` or `python -m pipelines.train_propensity`)"
+            )
+        return self.get(name, pointer.read_text().strip())

@@ -1,0 +1,1 @@
+"""Decision policy: eligibility, consent, contact caps and the choice of an action."""

@@ -1,0 +1,108 @@
+"""Arbitration: from scores to one action = (channel, offer or none), with its reasons.
+
+Pure logic: it takes the customer's consent, features, assessment band and propensity plus
+the catalogue of offers, and returns the action and why. Order of checks: consent (a channel
+the customer agreed to), the contact-policy cap, eligibility of each offer (band, debt-to-
+income, age, income), then ranking of the eligible offers by expected value
+(propensity x price x margin). No contact is made when the best expected value does not
+cover the contact cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ddso.schemas.base import Band, Channel
+
+_BAND_ORDER = {b: i for i, b in enumerate(Band)}  # A=0 (best) .. E=4
+
+
+@dataclass(frozen=True)
+class Offer:
+    product_id: str
+    name: str
+    program_kind: str | None
+    price: float
+    margin: float
+    min_band: Band | None = None
+    max_debt_to_income: float | None = None
+    min_age: int | None = None
+    min_income_monthly: float | None = None
+
+
+@dataclass(frozen=True)
+class CustomerFacts:
+    consent: Mapping[str, bool]
+    preferred_channel: str
+    age: int
+
+
+@dataclass(frozen=True)
+class Action:
+    channel: str | None
+    offer_id: str | None
+    expected_value: float
+    reason: str
+    eligible: tuple[str, ...] = ()
+    ineligible: dict[str, str] = field(default_factory=dict)
+
+
+MAX_CONTACTS_7D = 3
+
+
+def ineligibility(offer: Offer, band: Band, features: Mapping[str, float], age: int) -> str | None:
+    """Why ``offer`` may not be made to this customer, or None if it may."""
+    if offer.min_band is not None and _BAND_ORDER[band] > _BAND_ORDER[offer.min_band]:
+        return f"band {band.value} is below the minimum {offer.min_band.value}"
+    dti = features["debt_to_income"]
+    if offer.max_debt_to_income is not None and dti > offer.max_debt_to_income:
+        return f"debt-to-income {dti:.2f} exceeds {offer.max_debt_to_income:.2f}"
+    if offer.min_age is not None and age < offer.min_age:
+        return f"age {age} is below {offer.min_age}"
+    income = features["monthly_income"]
+    if offer.min_income_monthly is not None and income < offer.min_income_monthly:
+        return f"monthly income {income:,.0f} is below {offer.min_income_monthly:,.0f}"
+    return None
+
+
+def choose_channel(facts: CustomerFacts) -> str | None:
+    if facts.consent.get(facts.preferred_channel, False):
+        return facts.preferred_channel
+    return next((c.value for c in Channel if facts.consent.get(c.value, False)), None)
+
+
+def arbitrate(
+    facts: CustomerFacts,
+    features: Mapping[str, float],
+    band: Band,
+    propensity: float,
+    offers: Sequence[Offer],
+    *,
+    contact_cost: float = 1.0,
+) -> Action:
+    """Pick the action for one customer (see the module docstring for the rules)."""
+    ineligible: dict[str, str] = {}
+    eligible: list[Offer] = []
+    for offer in offers:
+        why = ineligibility(offer, band, features, facts.age)
+        if why is None:
+            eligible.append(offer)
+        else:
+            ineligible[offer.product_id] = why
+    names = tuple(o.product_id for o in eligible)
+    channel = choose_channel(facts)
+    if channel is None:
+        return Action(None, None, 0.0, "no channel with consent", names, ineligible)
+    if features["contacts_7d"] >= MAX_CONTACTS_7D:
+        return Action(None, None, 0.0, f"contact cap of {MAX_CONTACTS_7D} per week reached",
+                      names, ineligible)
+    if not eligible:
+        return Action(None, None, 0.0, "no eligible offer", names, ineligible)
+    # Ties break on product_id so that a decision replays identically.
+    best = max(eligible, key=lambda o: (propensity * o.price * o.margin, o.product_id))
+    value = propensity * best.price * best.margin
+    if value < contact_cost:
+        return Action(None, None, value, f"expected value {value:.2f} below contact cost",
+                      names, ineligible)
+    return Action(channel, best.product_id, value, "highest expected value", names, ineligible)

@@ -1,0 +1,1 @@
+"""Feature stores: the online store (in-process or Redis) and the offline store (Parquet)."""

@@ -1,0 +1,1 @@
+"""Ray job entrypoints: each module has a typed ``Args``, ``main(args)`` and nothing else runs on import."""

@@ -1,0 +1,1 @@
+"""Gymnasium environments of ddso (the simulated customer journey, ``ddso/CustomerJourney-v0``)."""

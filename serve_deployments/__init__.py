@@ -1,0 +1,1 @@
+"""Ray Serve applications of ddso; each module exports a typed build_app(args)."""
