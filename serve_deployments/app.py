@@ -44,7 +44,10 @@ class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     registry: str = Field(description="Model registry folder.")
-    features: str = Field(description="Feature snapshot (Parquet) loaded into the in-process store.")
+    features: str = Field(
+        description="Feature snapshot (Parquet file), or an offline-store folder whose newest "
+        "snapshot is loaded into the in-process store."
+    )
     products: str = Field(description="Products table (Parquet folder) of the offer catalogue.")
     reference_year: int = Field(2025, ge=1900, le=2200, description="Year ages are computed in.")
 

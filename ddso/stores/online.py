@@ -16,6 +16,21 @@ import pyarrow.parquet as pq
 from ddso.errors import DataFileError
 
 
+def latest_snapshot(path: str | Path) -> Path:
+    """``path`` itself if it is a file; else the newest feature snapshot inside the folder.
+
+    Snapshot names end in their as-of time (``features_v1_20250630T000000Z.parquet``), so the
+    lexically last one is the newest.
+    """
+    path = Path(path)
+    if path.is_dir():
+        snapshots = sorted(path.glob("features_*.parquet"))
+        if not snapshots:
+            raise DataFileError(f"{path}: no features_*.parquet snapshot; run pipelines.featurize")
+        return snapshots[-1]
+    return path
+
+
 class OnlineStore(Protocol):
     def get(self, customer_id: str) -> Mapping[str, Any] | None: ...
 
@@ -29,6 +44,8 @@ class InMemoryOnlineStore:
 
     @classmethod
     def from_parquet(cls, path: str | Path) -> InMemoryOnlineStore:
+        """Load a feature snapshot file, or the newest ``features_*.parquet`` in a folder."""
+        path = latest_snapshot(path)
         try:
             table = pq.read_table(path)
         except (OSError, ValueError) as e:
