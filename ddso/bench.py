@@ -12,8 +12,8 @@ import importlib
 import importlib.metadata
 import json
 import os
-import platform
 import pkgutil
+import platform
 from pathlib import Path
 
 from ddso.errors import UserError
@@ -24,7 +24,9 @@ _PACKAGES = ("ray", "xgboost", "pyspark", "kafka-python", "redis", "pandas", "py
 def available() -> list[str]:
     import benchmarks
 
-    return sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if not m.name.startswith("_"))
+    return sorted(
+        m.name for m in pkgutil.iter_modules(benchmarks.__path__) if not m.name.startswith("_")
+    )
 
 
 def environment() -> dict[str, str | int]:

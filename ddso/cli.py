@@ -54,11 +54,17 @@ def _settings(args: argparse.Namespace):
 
 
 def _cmd_data_generate(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from ddso.data.generator import GeneratorConfig, generate
 
-    cfg = GeneratorConfig(
-        customers=args.customers, days=args.days, seed=args.seed, start=args.start
-    )
+    try:
+        cfg = GeneratorConfig(
+            customers=args.customers, days=args.days, seed=args.seed, start=args.start
+        )
+    except ValidationError as err:
+        e = err.errors(include_url=False)[0]
+        raise UserError(f"data generate --{e['loc'][0]}: {e['msg']}") from None
     summary = generate(cfg, Path(args.out), progress=not args.quiet)
     print(json.dumps(summary, indent=2, default=str))
     return 0

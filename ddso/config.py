@@ -32,7 +32,7 @@ from ddso.errors import ConfigError
 
 ENV_PREFIX = "DDSO_"
 CONFIG_ENV_VAR = "DDSO_CONFIG"
-_FILE_VALUES: ContextVar[dict[str, Any]] = ContextVar("ddso_config_file_values", default={})
+_FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar("ddso_config_file", default=None)
 
 
 class _Section(BaseModel):
@@ -128,7 +128,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Explicit overrides beat the environment, which beats the YAML file.
-        return init_settings, env_settings, InitSettingsSource(settings_cls, _FILE_VALUES.get())
+        file_source = InitSettingsSource(settings_cls, _FILE_VALUES.get() or {})
+        return init_settings, env_settings, file_source
 
     @property
     def embedded(self) -> bool:
@@ -182,7 +183,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, got {type(data).__name__}"
+        )
     return data
 
 
@@ -197,15 +200,17 @@ def _check_env_names(environ: Any) -> None:
     for var in environ:
         if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV_VAR:
             continue
-        rest = var[len(ENV_PREFIX):]
+        rest = var[len(ENV_PREFIX) :]
         top, _, sub = rest.partition("__")
         if top not in known_top:
             raise ConfigError(f"environment: unknown variable {var}; see `ddso config --help`")
         if sub and top in sections:
             known_sub = {n.upper() for n in sections[top].model_fields}
             if sub not in known_sub:
-                raise ConfigError(f"environment: unknown variable {var} (no key '{sub.lower()}' "
-                                  f"in section '{top.lower()}')")
+                raise ConfigError(
+                    f"environment: unknown variable {var} (no key '{sub.lower()}' "
+                    f"in section '{top.lower()}')"
+                )
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:

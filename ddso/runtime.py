@@ -16,6 +16,7 @@ def init_ray(settings: Settings) -> None:
     """
     import ray
 
+    _quiet_ray_data()
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -29,3 +30,15 @@ def init_ray(settings: Settings) -> None:
         object_store_memory=settings.ray.object_store_memory_mb * 1024 * 1024,
         log_to_driver=False,
     )
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data logs a progress table per stage at INFO; ddso prints its own stage lines."""
+    import logging
+
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)

@@ -1,1 +1,1 @@
-"""Ray job entrypoints: each module has a typed ``Args``, ``main(args)`` and nothing else runs on import."""
+"""Ray job entrypoints: each module has a typed ``Args`` and ``main(args)``; import runs nothing."""

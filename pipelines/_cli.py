@@ -42,14 +42,24 @@ def parse_args(cls: type[T], argv: list[str] | None = None) -> T:
     """Parse ``argv`` into an instance of the dataclass ``cls``."""
     hints = typing.get_type_hints(cls)
     docs = _field_docs(cls)
-    parser = argparse.ArgumentParser(description=(cls.__module__ + ": " + (cls.__doc__ or "")).strip())
+    parser = argparse.ArgumentParser(
+        description=(cls.__module__ + ": " + (cls.__doc__ or "")).strip()
+    )
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         kind = _base_type(hints[f.name])
         flag = f"--{f.name.replace('_', '-')}"
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        default = (
+            None
+            if required
+            else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        )
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=docs.get(f.name))
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, help=docs.get(f.name)
+            )
         else:
-            parser.add_argument(flag, type=kind, required=required, default=default, help=docs.get(f.name))
+            parser.add_argument(
+                flag, type=kind, required=required, default=default, help=docs.get(f.name)
+            )
     return cls(**vars(parser.parse_args(argv)))

@@ -10,16 +10,18 @@ customer to the offline store as ``<out>/features_<as_of>.parquet``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ddso.config import load_settings
 from ddso.features import behaviour, financial
 from ddso.features.sets import CUSTOMER_FEATURES, FEATURE_SET_VERSION, cold_start_features
-from ddso.config import load_settings
 from ddso.runtime import init_ray
 from pipelines._cli import parse_args
 
@@ -34,11 +36,12 @@ class Args:
     out: str
     """Offline-store folder the feature snapshot is written to."""
     as_of: str | None = None
-    """Feature time, ISO-8601 UTC; default: the time of the last event."""
+    """Feature time, ISO-8601 UTC; default: the end of the dataset's observation window."""
 
 
 def behaviour_features(events_path: str, as_of: datetime) -> pd.DataFrame:
     """Ray Data plan: event rows -> per-customer sums/max/min -> features (pure functions)."""
+    import ray
     import ray.data
     from ray.data.aggregate import Max, Min, Sum
 
@@ -46,7 +49,10 @@ def behaviour_features(events_path: str, as_of: datetime) -> pd.DataFrame:
     rows = ds.map_batches(
         behaviour.event_columns, fn_kwargs={"as_of": as_of}, batch_format="pyarrow"
     )
-    aggregated = rows.groupby("customer_id").aggregate(
+    # Ray Data's default of 200 shuffle partitions costs seconds of scheduling per stage on a
+    # small cluster; one partition per CPU keeps every core busy.
+    partitions = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    aggregated = rows.groupby("customer_id", num_partitions=partitions).aggregate(
         *(Sum(c, alias_name=c) for c in behaviour.SUM_COLUMNS),
         *(Max(c, alias_name=c) for c in behaviour.MAX_COLUMNS),
         *(Min(c, alias_name=c) for c in behaviour.MIN_COLUMNS),
@@ -60,16 +66,25 @@ def behaviour_features(events_path: str, as_of: datetime) -> pd.DataFrame:
 def financial_table(profiles_path: str) -> pd.DataFrame:
     import ray.data
 
-    return ray.data.read_parquet(profiles_path).map_batches(
-        financial.financial_features, batch_format="pyarrow"
-    ).to_pandas()
+    return (
+        ray.data.read_parquet(profiles_path)
+        .map_batches(financial.financial_features, batch_format="pyarrow")
+        .to_pandas()
+    )
 
 
-def last_event_time(events_path: str) -> datetime:
-    """The newest event time in the stream (Parquet statistics would do; this is exact)."""
-    table = pq.read_table(events_path, columns=["event_time"])
-    import pyarrow.compute as pc
+def observation_end(data_dir: str | Path) -> datetime:
+    """The end of the dataset's observation window.
 
+    A generated dataset records it in ``manifest.json`` (its program journeys are followed to
+    completion, so lifecycle events run past the window); otherwise the newest event time.
+    """
+    manifest = Path(data_dir) / "manifest.json"
+    if manifest.exists():
+        end = json.loads(manifest.read_text()).get("end")
+        if end:
+            return datetime.fromisoformat(end).replace(tzinfo=UTC)
+    table = pq.read_table(Path(data_dir) / "events", columns=["event_time"])
     return pc.max(table["event_time"]).as_py().astimezone(UTC)
 
 
@@ -95,9 +110,10 @@ def snapshot_path(out: str | Path, as_of: datetime) -> Path:
 
 def main(args: Args) -> Path:
     init_ray(load_settings())
-    events = str(Path(args.data) / "events")
     as_of = (
-        datetime.fromisoformat(args.as_of).astimezone(UTC) if args.as_of else last_event_time(events)
+        datetime.fromisoformat(args.as_of).astimezone(UTC)
+        if args.as_of
+        else observation_end(args.data)
     )
     features = customer_features(args.data, as_of)
     path = snapshot_path(args.out, as_of)

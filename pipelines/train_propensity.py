@@ -1,13 +1,14 @@
 """Train the purchase-propensity model with Ray Train XGBoost and register it.
 
 Label: the customer buys within ``horizon_days`` after the cutoff; features: everything known
-at the cutoff (point in time: :mod:`ddso.features` drops later events). The cutoff is the last
-event time minus the horizon, so labels are complete. Customers are split into train and
-validation by a stable hash of their id; the validation set drives early stopping and the
-reported metrics. The model is registered as ``propensity`` and promoted.
+at the cutoff (point in time: :mod:`ddso.features` drops later events). The cutoff is the end
+of the observation window minus the horizon, so labels are complete. Customers are split into
+train and validation by a stable hash of their id; the validation set drives early stopping
+and the reported metrics. The model is registered as ``propensity`` and promoted.
 
     python -m pipelines.train_propensity --data .ddso/data --registry .ddso/registry
-    ray job submit --working-dir . -- python -m pipelines.train_propensity --data ... --registry ...
+    ray job submit --working-dir . -- \
+        python -m pipelines.train_propensity --data ... --registry ...
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
+from ddso.config import load_settings
 from ddso.features.sets import CUSTOMER_FEATURES, FEATURE_SET, FEATURE_SET_VERSION
 from ddso.models.registry import ModelRegistry, ModelVersion
 from ddso.models.xgb import fit_with_ray_train
-from ddso.config import load_settings
 from ddso.runtime import init_ray
 from pipelines._cli import parse_args
-from pipelines.featurize import customer_features, last_event_time
+from pipelines.featurize import customer_features, observation_end
 
 MODEL_NAME = "propensity"
 LABEL = "label"
@@ -60,12 +61,14 @@ def purchasers(events_path: str, start: datetime, end: datetime) -> set[str]:
     def select(batch: pa.Table) -> pa.Table:
         mask = pc.and_(
             pc.equal(batch["type"], "purchase"),
-            pc.and_(pc.greater(batch["event_time"], start), pc.less_equal(batch["event_time"], end)),
+            pc.and_(
+                pc.greater(batch["event_time"], start), pc.less_equal(batch["event_time"], end)
+            ),
         )
         return batch.filter(mask).select(["customer_id"])
 
     ds = ray.data.read_parquet(events_path, columns=["customer_id", "type", "event_time"])
-    return set(ds.map_batches(select, batch_format="pyarrow").unique("customer_id"))
+    return set(ds.map_batches(select, batch_format="pyarrow").to_pandas()["customer_id"])
 
 
 def in_validation(customer_ids: pd.Series, share: float) -> np.ndarray:
@@ -75,13 +78,15 @@ def in_validation(customer_ids: pd.Series, share: float) -> np.ndarray:
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
-    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()[:16]
+    return hashlib.sha256(
+        pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+    ).hexdigest()[:16]
 
 
 def main(args: Args) -> ModelVersion:
     init_ray(load_settings())
     events = str(Path(args.data) / "events")
-    end = last_event_time(events)
+    end = observation_end(args.data)
     cutoff = end - timedelta(days=args.horizon_days)
     frame = customer_features(args.data, cutoff)
     frame[LABEL] = frame["customer_id"].isin(purchasers(events, cutoff, end)).astype("int32")
@@ -102,8 +107,14 @@ def main(args: Args) -> ModelVersion:
         "seed": 0,
     }
     booster = fit_with_ray_train(
-        train, valid, features, LABEL, params,
-        storage_path=args.storage, num_workers=args.num_workers, run_name="propensity",
+        train,
+        valid,
+        features,
+        LABEL,
+        params,
+        storage_path=args.storage,
+        num_workers=args.num_workers,
+        run_name="propensity",
     )
     pred = booster.inplace_predict(valid[features].to_numpy(dtype=np.float32))
     y = valid[LABEL].to_numpy()

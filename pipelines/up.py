@@ -23,8 +23,13 @@ from ddso.runtime import init_ray
 from pipelines._cli import parse_args
 
 CUSTOMER_ATTRIBUTES = [
-    "customer_id", "birth_year", "preferred_channel",
-    "consent_email", "consent_sms", "consent_call", "consent_app_push",
+    "customer_id",
+    "birth_year",
+    "preferred_channel",
+    "consent_email",
+    "consent_sms",
+    "consent_call",
+    "consent_app_push",
 ]
 
 
@@ -61,15 +66,19 @@ def prepare_data(settings: Settings, args: Args) -> Path:
     out = settings.home / "data" / f"c{args.customers}-d{args.days}-s{args.seed}"
     if (out / "manifest.json").exists():
         return out
-    generate(GeneratorConfig(customers=args.customers, days=args.days, seed=args.seed), out, progress=True)
+    generate(
+        GeneratorConfig(customers=args.customers, days=args.days, seed=args.seed),
+        out,
+        progress=True,
+    )
     return out
 
 
 def build_snapshot(settings: Settings, data_dir: Path) -> Path:
-    """Features as of the last event, joined with the customer facts arbitration needs."""
-    from pipelines.featurize import customer_features, last_event_time, snapshot_path
+    """Features as of the end of the data, joined with the customer facts arbitration needs."""
+    from pipelines.featurize import customer_features, observation_end, snapshot_path
 
-    as_of = last_event_time(str(data_dir / "events"))
+    as_of = observation_end(data_dir)
     features = customer_features(data_dir, as_of)
     customers = pd.read_parquet(data_dir / "warehouse" / "customers", columns=CUSTOMER_ATTRIBUTES)
     snapshot = features.merge(customers, on="customer_id", how="left")
@@ -97,8 +106,9 @@ def main(args: Args) -> int:
 
     settings = load_settings(args.config)
     port = args.port or settings.serve.port
+    ray_where = settings.ray.address or "local"
     print(
-        f"ddso up: home={settings.home} ray={'local' if not settings.ray.address else settings.ray.address} "
+        f"ddso up: home={settings.home} ray={ray_where} "
         f"events={'kafka' if settings.kafka.bootstrap_servers else 'generated dataset'} "
         f"online store=in-process registry={settings.registry_path()}",
         flush=True,
@@ -123,7 +133,8 @@ def main(args: Args) -> int:
             storage=str((settings.home / "ray_results").resolve()),
         )
     )
-    _done(t0, f"{version.name}:{version.version} valid_auc={version.metadata['metrics']['valid_auc']:.3f}")
+    auc = version.metadata["metrics"]["valid_auc"]
+    _done(t0, f"{version.name}:{version.version} valid_auc={auc:.3f}")
 
     t0 = _stage(5, f"deploy the Serve app on http://{settings.serve.host}:{port}")
     serve.start(http_options={"host": settings.serve.host, "port": port})
@@ -141,10 +152,17 @@ def main(args: Args) -> int:
     url = f"http://{settings.serve.host}:{port}"
     _done(t0, url)
 
-    sample = pd.read_parquet(snapshot, columns=["customer_id"])["customer_id"].head(args.requests).tolist()
+    sample = (
+        pd.read_parquet(snapshot, columns=["customer_id"])["customer_id"]
+        .head(args.requests)
+        .tolist()
+    )
     for decision in send_sample_requests(url, sample):
         print(json.dumps(decision), flush=True)
-    print(f"\nserving at {url}  (POST {url}/v1/decide, GET {url}/healthz, docs at {url}/docs)", flush=True)
+    print(
+        f"\nserving at {url}  (POST {url}/v1/decide, GET {url}/healthz, docs at {url}/docs)",
+        flush=True,
+    )
     if args.once:
         serve.shutdown()
         return 0

@@ -11,10 +11,11 @@ Two deployments composed through a DeploymentHandle:
   scorecard; a separate deployment because models are the part that is replaced and scaled
   independently.
 
-``build_app(args)`` is the only entry point; importing this module serves nothing.
+``build_app(args)`` is the only entry point; importing this module serves nothing. No
+``from __future__ import annotations`` here: FastAPI must see the request models as classes,
+not strings, through Serve's class-based ingress.
 """
 
-from __future__ import annotations
 
 import uuid
 from typing import Any
@@ -26,7 +27,12 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
-from ddso.features.sets import CUSTOMER_FEATURES, FEATURE_SET, FEATURE_SET_VERSION, cold_start_features
+from ddso.features.sets import (
+    CUSTOMER_FEATURES,
+    FEATURE_SET,
+    FEATURE_SET_VERSION,
+    cold_start_features,
+)
 from ddso.models import scorecard
 from ddso.models.reasons import top_reasons
 from ddso.models.registry import ModelRegistry
@@ -131,7 +137,9 @@ def _load_offers(products_path: str) -> list[Offer]:
             program_kind=r["program_kind"],
             price=float(r["price"]),
             margin=float(r["margin"]),
-            min_band=Band(opt(r, "eligibility_min_band")) if opt(r, "eligibility_min_band") else None,
+            min_band=Band(opt(r, "eligibility_min_band"))
+            if opt(r, "eligibility_min_band")
+            else None,
             max_debt_to_income=opt(r, "eligibility_max_debt_to_income"),
             min_age=int(opt(r, "eligibility_min_age")) if opt(r, "eligibility_min_age") else None,
             min_income_monthly=opt(r, "eligibility_min_income_monthly"),
@@ -163,7 +171,9 @@ class DecisionIngress:
         cold = row is None
         features = cold_start_features() if cold else {f: float(row[f]) for f in CUSTOMER_FEATURES}
         facts = CustomerFacts(
-            consent={} if cold else {c: bool(row[f"consent_{c}"]) for c in ("email", "sms", "call", "app_push")},
+            consent={}
+            if cold
+            else {c: bool(row[f"consent_{c}"]) for c in ("email", "sms", "call", "app_push")},
             preferred_channel="" if cold else row["preferred_channel"],
             age=0 if cold else self.reference_year - int(row["birth_year"]),
         )
@@ -181,7 +191,10 @@ class DecisionIngress:
                 "band": scores["band"],
                 "expected_value": action.expected_value,
             },
-            reasons=[ReasonOut(**{k: r[k] for k in ("feature", "text", "contribution")}) for r in scores["reasons"]],
+            reasons=[
+                ReasonOut(**{k: r[k] for k in ("feature", "text", "contribution")})
+                for r in scores["reasons"]
+            ],
             eligible_offers=list(action.eligible),
             explanation=action.reason,
             versions={

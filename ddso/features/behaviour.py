@@ -85,9 +85,12 @@ FEATURE_COLUMNS: tuple[str, ...] = (
 
 
 def _epoch_seconds(ts: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return pc.cast(pc.cast(ts, pa.timestamp("us", tz="UTC")), pa.int64()).to_numpy(
-        zero_copy_only=False
-    ) / 1e6
+    return (
+        pc.cast(pc.cast(ts, pa.timestamp("us", tz="UTC")), pa.int64()).to_numpy(
+            zero_copy_only=False
+        )
+        / 1e6
+    )
 
 
 def _purchase_amounts(lines: pa.ChunkedArray | pa.Array, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +113,9 @@ def _purchase_amounts(lines: pa.ChunkedArray | pa.Array, n: int) -> tuple[np.nda
 
 def event_columns(batch: pa.Table | pd.DataFrame, as_of: datetime) -> pd.DataFrame:
     """Step 1: one numeric row per event at or before ``as_of`` (pure, batch-shaped)."""
-    table = batch if isinstance(batch, pa.Table) else pa.Table.from_pandas(batch, preserve_index=False)
+    table = (
+        batch if isinstance(batch, pa.Table) else pa.Table.from_pandas(batch, preserve_index=False)
+    )
     t = _epoch_seconds(table["event_time"])
     keep = t <= as_of.timestamp()
     table = table.filter(pa.array(keep))
@@ -173,16 +178,22 @@ def finalize(agg: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
             "monetary_90d": a["monetary_90d"].to_numpy(dtype=float),
             "monetary_365d": a["monetary_365d"].to_numpy(dtype=float),
             "avg_order_value_365d": np.divide(
-                a["monetary_365d"].to_numpy(dtype=float), freq365,
-                out=np.zeros(len(a)), where=freq365 > 0,
+                a["monetary_365d"].to_numpy(dtype=float),
+                freq365,
+                out=np.zeros(len(a)),
+                where=freq365 > 0,
             ),
             "cart_abandonment_30d": np.divide(
-                np.clip(carts - a["purchases_30d"].to_numpy(dtype=float), 0, None), carts,
-                out=np.zeros(len(a)), where=carts > 0,
+                np.clip(carts - a["purchases_30d"].to_numpy(dtype=float), 0, None),
+                carts,
+                out=np.zeros(len(a)),
+                where=carts > 0,
             ),
             "discount_share_365d": np.divide(
-                a["discount_365d"].to_numpy(dtype=float), gross,
-                out=np.zeros(len(a)), where=gross > 0,
+                a["discount_365d"].to_numpy(dtype=float),
+                gross,
+                out=np.zeros(len(a)),
+                where=gross > 0,
             ),
             "days_since_last_event": _days_since(now, a["last_event_s"]),
             "days_since_last_contact": _days_since(now, a["last_contact_s"]),

@@ -47,7 +47,11 @@ def _list_sum(col: pa.ChunkedArray | pa.Array, field: str, n: int, weights: str 
 
 def financial_features(profiles: pa.Table | pd.DataFrame) -> pd.DataFrame:
     """FinancialProfile rows -> one feature row per customer (columns: FEATURE_COLUMNS)."""
-    t = profiles if isinstance(profiles, pa.Table) else pa.Table.from_pandas(profiles, preserve_index=False)
+    t = (
+        profiles
+        if isinstance(profiles, pa.Table)
+        else pa.Table.from_pandas(profiles, preserve_index=False)
+    )
     n = t.num_rows
     income = _list_sum(t["income_streams"], "monthly_amount", n)
     stability_w = _list_sum(t["income_streams"], "stability", n, weights="monthly_amount")
@@ -77,7 +81,9 @@ def financial_features(profiles: pa.Table | pd.DataFrame) -> pd.DataFrame:
             "income_stability": np.divide(stability_w, income, out=np.zeros(n), where=income > 0),
             # With no income, any debt payment is unaffordable: cap the ratio rather than inf.
             "debt_to_income": np.where(
-                income > 0, debt_payment / np.maximum(income, 1e-9), np.where(debt_payment > 0, 10.0, 0.0)
+                income > 0,
+                debt_payment / np.maximum(income, 1e-9),
+                np.where(debt_payment > 0, 10.0, 0.0),
             ).clip(0, 10),
             "credit_utilisation": np.divide(
                 revolving_balance, limit, out=np.zeros(n), where=limit > 0
@@ -85,8 +91,12 @@ def financial_features(profiles: pa.Table | pd.DataFrame) -> pd.DataFrame:
             "total_debt": balance,
             "on_time_ratio_12m": np.divide(on_time, due, out=np.ones(n), where=due > 0),
             "late_payments_12m": due - on_time,
-            "delinquencies_24m": t["delinquencies_24m"].to_numpy(zero_copy_only=False).astype(float),
-            "savings_ratio": np.divide(savings, 12 * income, out=np.zeros(n), where=income > 0).clip(0, 100),
+            "delinquencies_24m": t["delinquencies_24m"]
+            .to_numpy(zero_copy_only=False)
+            .astype(float),
+            "savings_ratio": np.divide(
+                savings, 12 * income, out=np.zeros(n), where=income > 0
+            ).clip(0, 100),
         }
     )
 
@@ -97,10 +107,24 @@ def profile_to_frame(profile: FinancialProfile) -> pa.Table:
     schema = pa.schema(
         [
             ("customer_id", pa.string()),
-            ("income_streams", pa.list_(pa.struct([("monthly_amount", pa.float64()), ("stability", pa.float64())]))),
-            ("debts", pa.list_(pa.struct([
-                ("balance", pa.float64()), ("monthly_payment", pa.float64()), ("credit_limit", pa.float64()),
-            ]))),
+            (
+                "income_streams",
+                pa.list_(
+                    pa.struct([("monthly_amount", pa.float64()), ("stability", pa.float64())])
+                ),
+            ),
+            (
+                "debts",
+                pa.list_(
+                    pa.struct(
+                        [
+                            ("balance", pa.float64()),
+                            ("monthly_payment", pa.float64()),
+                            ("credit_limit", pa.float64()),
+                        ]
+                    )
+                ),
+            ),
             ("payments_due_12m", pa.int64()),
             ("payments_on_time_12m", pa.int64()),
             ("delinquencies_24m", pa.int64()),
@@ -108,6 +132,10 @@ def profile_to_frame(profile: FinancialProfile) -> pa.Table:
         ]
     )
     data = {name: [row[name]] for name in schema.names}
-    data["income_streams"] = [[{k: s[k] for k in ("monthly_amount", "stability")} for s in row["income_streams"]]]
-    data["debts"] = [[{k: d[k] for k in ("balance", "monthly_payment", "credit_limit")} for d in row["debts"]]]
+    data["income_streams"] = [
+        [{k: s[k] for k in ("monthly_amount", "stability")} for s in row["income_streams"]]
+    ]
+    data["debts"] = [
+        [{k: d[k] for k in ("balance", "monthly_payment", "credit_limit")} for d in row["debts"]]
+    ]
     return pa.Table.from_pydict(data, schema=schema)

@@ -2,7 +2,7 @@
 
 Layout under the registry root::
 
-    <name>/<version>/            artifact files + metadata.json (written to a temp folder, then renamed)
+    <name>/<version>/   artifact files + metadata.json (staged in a temp folder, then renamed)
     <name>/CHAMPION              the version that serving loads (replaced atomically)
 
 Versions are ``v0001``, ``v0002``, ... in registration order. Metadata records the metrics,
@@ -59,7 +59,7 @@ class ModelRegistry:
     def __init__(self, uri: str | Path):
         text = str(uri)
         if text.startswith("file://"):
-            text = text[len("file://"):]
+            text = text[len("file://") :]
         elif "://" in text:
             raise ConfigError(
                 f"registry_uri {uri!r}: only local folders and file:// URIs are supported; "
@@ -113,7 +113,9 @@ class ModelRegistry:
         meta_path = path / "metadata.json"
         if not meta_path.exists():
             known = ", ".join(self.versions(name)) or "none"
-            raise UserError(f"model {name!r} has no version {version!r} in {self.root} (known: {known})")
+            raise UserError(
+                f"model {name!r} has no version {version!r} in {self.root} (known: {known})"
+            )
         return ModelVersion(name, version, path, json.loads(meta_path.read_text()))
 
     def promote(self, name: str, version: str) -> None:

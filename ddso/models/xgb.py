@@ -15,10 +15,13 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+MODEL_FILE = "model.ubj"
+
 
 def _train_loop(config: dict[str, Any]) -> None:
+    import tempfile
+
     import ray.train
-    from ray.train.xgboost import RayTrainReportCallback
 
     label = config["label"]
     features = config["features"]
@@ -26,15 +29,28 @@ def _train_loop(config: dict[str, Any]) -> None:
     valid_df = ray.train.get_dataset_shard("valid").materialize().to_pandas()
     dtrain = xgb.DMatrix(train_df[features], label=train_df[label], feature_names=features)
     dvalid = xgb.DMatrix(valid_df[features], label=valid_df[label], feature_names=features)
-    xgb.train(
+    evals_result: dict = {}
+    booster = xgb.train(
         config["params"],
         dtrain,
         num_boost_round=config["num_boost_round"],
         evals=[(dtrain, "train"), (dvalid, "valid")],
         early_stopping_rounds=config["early_stopping_rounds"],
+        evals_result=evals_result,
         verbose_eval=False,
-        callbacks=[RayTrainReportCallback(frequency=0, checkpoint_at_end=True)],
     )
+    # One report at the end: in Ray Train V2 every report is a round trip to the controller
+    # (about 2 s here), so per-iteration reporting would dominate the fit.
+    metrics = {f"{d}-{m}": v[-1] for d, ms in evals_result.items() for m, v in ms.items()}
+    metrics["best_iteration"] = int(
+        booster.attr("best_iteration") or booster.num_boosted_rounds() - 1
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if ray.train.get_context().get_world_rank() == 0:
+            booster.save_model(f"{tmp}/{MODEL_FILE}")
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=checkpoint)
 
 
 def fit_with_ray_train(
@@ -53,7 +69,7 @@ def fit_with_ray_train(
     """Fit a booster with Ray Train and return it cut at the best validation iteration."""
     import ray.data
     from ray.train import RunConfig, ScalingConfig
-    from ray.train.xgboost import RayTrainReportCallback, XGBoostTrainer
+    from ray.train.xgboost import XGBoostTrainer
 
     cols = [*features, label]
     trainer = XGBoostTrainer(
@@ -73,9 +89,10 @@ def fit_with_ray_train(
         },
     )
     result = trainer.fit()
-    booster = RayTrainReportCallback.get_model(result.checkpoint)
-    best = booster.attr("best_iteration")
-    return booster[: int(best) + 1] if best is not None else booster
+    booster = xgb.Booster()
+    with result.checkpoint.as_directory() as ckpt:
+        booster.load_model(f"{ckpt}/{MODEL_FILE}")
+    return booster[: result.metrics["best_iteration"] + 1]
 
 
 class XGBScorer:

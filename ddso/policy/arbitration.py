@@ -95,14 +95,16 @@ def arbitrate(
     if channel is None:
         return Action(None, None, 0.0, "no channel with consent", names, ineligible)
     if features["contacts_7d"] >= MAX_CONTACTS_7D:
-        return Action(None, None, 0.0, f"contact cap of {MAX_CONTACTS_7D} per week reached",
-                      names, ineligible)
+        return Action(
+            None, None, 0.0, f"contact cap of {MAX_CONTACTS_7D} per week reached", names, ineligible
+        )
     if not eligible:
         return Action(None, None, 0.0, "no eligible offer", names, ineligible)
     # Ties break on product_id so that a decision replays identically.
     best = max(eligible, key=lambda o: (propensity * o.price * o.margin, o.product_id))
     value = propensity * best.price * best.margin
     if value < contact_cost:
-        return Action(None, None, value, f"expected value {value:.2f} below contact cost",
-                      names, ineligible)
+        return Action(
+            None, None, value, f"expected value {value:.2f} below contact cost", names, ineligible
+        )
     return Action(channel, best.product_id, value, "highest expected value", names, ineligible)

@@ -26,7 +26,11 @@ def test_embedded_defaults():
 
 def test_yaml_then_env_then_overrides(tmp_path, monkeypatch):
     cfg = tmp_path / "ddso.yaml"
-    cfg.write_text("kafka:\n  bootstrap_servers: k1:9092\nredis:\n  url: redis://r:6379/0\nray:\n  num_cpus: 4\n")
+    cfg.write_text(
+        "kafka:\n  bootstrap_servers: k1:9092\n"
+        "redis:\n  url: redis://r:6379/0\n"
+        "ray:\n  num_cpus: 4\n"
+    )
     s = load_settings(cfg)
     assert s.kafka.bootstrap_servers == "k1:9092" and s.redis.url == "redis://r:6379/0"
     assert not s.embedded
@@ -42,7 +46,9 @@ def test_unknown_yaml_key_names_file_and_key(tmp_path):
     cfg.write_text("redis:\n  ulr: redis://x\n")
     with pytest.raises(ConfigError) as e:
         load_settings(cfg)
-    assert str(cfg) in str(e.value) and "redis.ulr" in str(e.value) and "unknown key" in str(e.value)
+    assert (
+        str(cfg) in str(e.value) and "redis.ulr" in str(e.value) and "unknown key" in str(e.value)
+    )
 
 
 def test_bad_value_names_key(tmp_path):

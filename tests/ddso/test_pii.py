@@ -11,7 +11,9 @@ def test_pseudonyms_are_keyed_normalised_and_kind_separated():
     assert a != pseudonymise("jane.doe@example.com", b"k2", kind="email")
     assert a != pseudonymise("jane.doe@example.com", b"k1", kind="phone")
     assert len(a) == 64 and "jane" not in a
-    assert pseudonymise("+44 (20) 7946-0000", b"k", kind="phone") == pseudonymise("+442079460000", b"k", kind="phone")
+    assert pseudonymise("+44 (20) 7946-0000", b"k", kind="phone") == pseudonymise(
+        "+442079460000", b"k", kind="phone"
+    )
     assert len(redact_customer_id("C1", b"k")) == 16
 
 

@@ -12,25 +12,37 @@ pytestmark = [pytest.mark.ray, pytest.mark.integration]
 def served(ray_session, tmp_path_factory):
     from ray import serve
 
+    from ddso.config import load_settings
     from ddso.data.generator import GeneratorConfig, generate
     from pipelines import train_propensity
     from pipelines.up import build_snapshot
     from serve_deployments.app import build_app
-    from ddso.config import load_settings
 
     home = tmp_path_factory.mktemp("serve-home")
     data = home / "data"
     generate(GeneratorConfig(customers=600, days=60, seed=11), data, progress=False)
     settings = load_settings(home=home)
     snapshot = build_snapshot(settings, data)
-    train_propensity.main(train_propensity.Args(data=str(data), registry=str(home / "registry"),
-                                                storage=str(home / "ray_results")))
+    train_propensity.main(
+        train_propensity.Args(
+            data=str(data), registry=str(home / "registry"), storage=str(home / "ray_results")
+        )
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"registry": str(home / "registry"), "features": str(snapshot),
-                         "products": str(data / "warehouse" / "products")}), name="ddso-test", route_prefix="/")
+    serve.run(
+        build_app(
+            {
+                "registry": str(home / "registry"),
+                "features": str(snapshot),
+                "products": str(data / "warehouse" / "products"),
+            }
+        ),
+        name="ddso-test",
+        route_prefix="/",
+    )
     import pandas as pd
 
     customers = pd.read_parquet(snapshot, columns=["customer_id"])["customer_id"].tolist()
@@ -81,5 +93,7 @@ def test_bad_input_is_422_naming_the_field(served, body, field):
 
 def test_malformed_json_is_422_not_500(served):
     client, _ = served
-    r = client.post("/v1/decide", content=b"{not json", headers={"content-type": "application/json"})
+    r = client.post(
+        "/v1/decide", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 422

@@ -10,7 +10,14 @@ from ddso.features import behaviour
 pytestmark = pytest.mark.unit
 
 AS_OF = datetime(2025, 6, 30, tzinfo=UTC)
-LINE = pa.struct([("product_id", pa.string()), ("quantity", pa.int64()), ("unit_price", pa.float64()), ("discount", pa.float64())])
+LINE = pa.struct(
+    [
+        ("product_id", pa.string()),
+        ("quantity", pa.int64()),
+        ("unit_price", pa.float64()),
+        ("discount", pa.float64()),
+    ]
+)
 
 
 def events(rows):
@@ -19,21 +26,38 @@ def events(rows):
         {
             "customer_id": [r[0] for r in rows],
             "type": [r[1] for r in rows],
-            "event_time": pa.array([AS_OF - timedelta(days=r[2]) for r in rows], pa.timestamp("us", tz="UTC")),
+            "event_time": pa.array(
+                [AS_OF - timedelta(days=r[2]) for r in rows], pa.timestamp("us", tz="UTC")
+            ),
             "lines": pa.array([r[3] for r in rows], pa.list_(LINE)),
         }
     )
 
 
 ROWS = [
-    ("A", "purchase", 5, [{"product_id": "P1", "quantity": 2, "unit_price": 10.0, "discount": 0.5}]),
-    ("A", "purchase", 60, [{"product_id": "P2", "quantity": 1, "unit_price": 100.0, "discount": 0.0}]),
+    (
+        "A",
+        "purchase",
+        5,
+        [{"product_id": "P1", "quantity": 2, "unit_price": 10.0, "discount": 0.5}],
+    ),
+    (
+        "A",
+        "purchase",
+        60,
+        [{"product_id": "P2", "quantity": 1, "unit_price": 100.0, "discount": 0.0}],
+    ),
     ("A", "view", 1, None),
     ("A", "view", 20, None),
     ("A", "cart_add", 3, None),
     ("A", "cart_add", 4, None),
     ("A", "crm_call", 2, None),
-    ("A", "purchase", -3, [{"product_id": "P9", "quantity": 1, "unit_price": 999.0, "discount": 0.0}]),  # future
+    (
+        "A",
+        "purchase",
+        -3,
+        [{"product_id": "P9", "quantity": 1, "unit_price": 999.0, "discount": 0.0}],
+    ),  # future
     ("B", "session_start", 100, None),
     ("B", "complaint", 200, None),
 ]
@@ -63,14 +87,27 @@ def test_batching_and_order_do_not_matter():
     rng = np.random.default_rng(0)
     kinds = ["view", "click", "purchase", "cart_add", "crm_email", "session_start", "offer_shown"]
     rows = []
-    for i in range(400):
+    for _ in range(400):
         kind = kinds[rng.integers(len(kinds))]
-        lines = [{"product_id": "P", "quantity": int(rng.integers(1, 3)), "unit_price": float(rng.uniform(1, 50)),
-                  "discount": float(rng.choice([0.0, 0.2]))}] if kind == "purchase" else None
+        lines = (
+            [
+                {
+                    "product_id": "P",
+                    "quantity": int(rng.integers(1, 3)),
+                    "unit_price": float(rng.uniform(1, 50)),
+                    "discount": float(rng.choice([0.0, 0.2])),
+                }
+            ]
+            if kind == "purchase"
+            else None
+        )
         rows.append((f"C{rng.integers(20)}", kind, float(rng.uniform(0, 400)), lines))
     whole = behaviour.customer_features(events(rows), AS_OF)
     perm = rng.permutation(len(rows))
-    parts = [behaviour.event_columns(events([rows[j] for j in chunk]), AS_OF) for chunk in np.array_split(perm, 7)]
+    parts = [
+        behaviour.event_columns(events([rows[j] for j in chunk]), AS_OF)
+        for chunk in np.array_split(perm, 7)
+    ]
     partials = pd.concat([behaviour.aggregate(p) for p in parts])  # partial aggregates merge again
     merged = behaviour.finalize(behaviour.aggregate(partials), AS_OF)
     pd.testing.assert_frame_equal(whole, merged, rtol=1e-12)

@@ -10,12 +10,20 @@ pytestmark = pytest.mark.unit
 
 def profile(**changes):
     base = dict(
-        customer_id="C1", as_of=datetime(2025, 1, 1, tzinfo=UTC),
-        income_streams=[{"kind": "salary", "monthly_amount": 3000, "months_observed": 24, "stability": 0.9},
-                        {"kind": "rental", "monthly_amount": 1000, "months_observed": 12, "stability": 0.5}],
-        debts=[{"kind": "credit_card", "balance": 1500, "monthly_payment": 200, "credit_limit": 5000},
-               {"kind": "auto_loan", "balance": 9000, "monthly_payment": 400}],
-        savings_balance=12000, payments_due_12m=24, payments_on_time_12m=21, delinquencies_24m=2,
+        customer_id="C1",
+        as_of=datetime(2025, 1, 1, tzinfo=UTC),
+        income_streams=[
+            {"kind": "salary", "monthly_amount": 3000, "months_observed": 24, "stability": 0.9},
+            {"kind": "rental", "monthly_amount": 1000, "months_observed": 12, "stability": 0.5},
+        ],
+        debts=[
+            {"kind": "credit_card", "balance": 1500, "monthly_payment": 200, "credit_limit": 5000},
+            {"kind": "auto_loan", "balance": 9000, "monthly_payment": 400},
+        ],
+        savings_balance=12000,
+        payments_due_12m=24,
+        payments_on_time_12m=21,
+        delinquencies_24m=2,
     )
     return FinancialProfile(**{**base, **changes})
 
@@ -34,8 +42,11 @@ def test_features_by_hand():
 
 
 def test_edge_cases_stay_finite():
-    f = financial_features(profile_to_frame(profile(income_streams=[], debts=[], payments_due_12m=0,
-                                                    payments_on_time_12m=0))).iloc[0]
+    f = financial_features(
+        profile_to_frame(
+            profile(income_streams=[], debts=[], payments_due_12m=0, payments_on_time_12m=0)
+        )
+    ).iloc[0]
     assert f["monthly_income"] == 0 and f["debt_to_income"] == 0 and f["credit_utilisation"] == 0
     assert f["on_time_ratio_12m"] == 1.0 and f["savings_ratio"] == 0
     g = financial_features(profile_to_frame(profile(income_streams=[]))).iloc[0]

@@ -8,8 +8,14 @@ from ddso.schemas.base import Band
 
 pytestmark = pytest.mark.unit
 
-GOOD = {"debt_to_income": 0.1, "on_time_ratio_12m": 1.0, "delinquencies_24m": 0, "credit_utilisation": 0.1,
-        "savings_ratio": 0.8, "income_stability": 0.9}
+GOOD = {
+    "debt_to_income": 0.1,
+    "on_time_ratio_12m": 1.0,
+    "delinquencies_24m": 0,
+    "credit_utilisation": 0.1,
+    "savings_ratio": 0.8,
+    "income_stability": 0.9,
+}
 
 
 def test_reasons_name_only_features_the_model_used(tmp_path):
@@ -18,7 +24,9 @@ def test_reasons_name_only_features_the_model_used(tmp_path):
     y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
     names = ["late_payments_12m", "debt_to_income", "unused_feature"]
     X[:, 2] = 0.0  # constant: the model can never split on it
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3}, xgb.DMatrix(X, y, feature_names=names), 20)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3}, xgb.DMatrix(X, y, feature_names=names), 20
+    )
     row = np.array([[3.0, 0.4, 0.0]], dtype=np.float32)
     contrib = booster.predict(xgb.DMatrix(row, feature_names=names), pred_contribs=True)[0]
     reasons = top_reasons(contrib, names, row[0], k=3)

@@ -12,17 +12,25 @@ def test_register_promote_and_champion(tmp_path):
     reg = ModelRegistry(tmp_path / "reg")
     with pytest.raises(UserError, match="no champion"):
         reg.champion("propensity")
-    v1 = reg.register("propensity", {"model.ubj": art}, {"metrics": {"auc": 0.7}, "features": ["a"]})
-    assert v1.version == "v0001" and reg.champion("propensity").version == "v0001"  # first is champion
+    v1 = reg.register(
+        "propensity", {"model.ubj": art}, {"metrics": {"auc": 0.7}, "features": ["a"]}
+    )
+    assert (
+        v1.version == "v0001" and reg.champion("propensity").version == "v0001"
+    )  # first is champion
     art.write_bytes(b"model-2")
-    v2 = reg.register("propensity", {"model.ubj": art}, {"metrics": {"auc": 0.8}, "features": ["a"]})
+    v2 = reg.register(
+        "propensity", {"model.ubj": art}, {"metrics": {"auc": 0.8}, "features": ["a"]}
+    )
     assert v2.version == "v0002" and reg.champion("propensity").version == "v0001"
     reg.promote("propensity", "v0002")
     champ = reg.champion("propensity")
     assert champ.version == "v0002" and champ.artifact("model.ubj").read_bytes() == b"model-2"
     assert champ.metadata["metrics"]["auc"] == 0.8 and champ.artifact_sha256 != v1.artifact_sha256
     assert reg.versions("propensity") == ["v0001", "v0002"]
-    assert not [p for p in (tmp_path / "reg" / "propensity").iterdir() if p.name.startswith(".staging")]
+    assert not [
+        p for p in (tmp_path / "reg" / "propensity").iterdir() if p.name.startswith(".staging")
+    ]
     with pytest.raises(UserError, match="v0009"):
         reg.promote("propensity", "v0009")
 

@@ -8,8 +8,25 @@ pytestmark = pytest.mark.unit
 
 OFFERS = [
     Offer("P1", "Credit builder", "credit_builder", price=300, margin=0.4, min_band=Band.D),
-    Offer("P2", "Premium card", "card", price=1000, margin=0.3, min_band=Band.B, max_debt_to_income=0.35),
-    Offer("P3", "Loan", "loan", price=5000, margin=0.2, min_band=Band.C, min_age=25, min_income_monthly=2500),
+    Offer(
+        "P2",
+        "Premium card",
+        "card",
+        price=1000,
+        margin=0.3,
+        min_band=Band.B,
+        max_debt_to_income=0.35,
+    ),
+    Offer(
+        "P3",
+        "Loan",
+        "loan",
+        price=5000,
+        margin=0.2,
+        min_band=Band.C,
+        min_age=25,
+        min_income_monthly=2500,
+    ),
 ]
 FACTS = CustomerFacts(consent={"email": True, "sms": True}, preferred_channel="sms", age=40)
 
@@ -35,7 +52,9 @@ def test_eligibility_rules_each_name_the_rule():
 def test_consent_cap_and_value_gates():
     none = arbitrate(CustomerFacts({}, "email", 40), features(), Band.A, 0.5, OFFERS)
     assert none.channel is None and "consent" in none.reason
-    fallback = arbitrate(CustomerFacts({"email": True}, "call", 40), features(), Band.A, 0.5, OFFERS)
+    fallback = arbitrate(
+        CustomerFacts({"email": True}, "call", 40), features(), Band.A, 0.5, OFFERS
+    )
     assert fallback.channel == "email"
     capped = arbitrate(FACTS, features(contacts_7d=3), Band.A, 0.5, OFFERS)
     assert capped.offer_id is None and "cap" in capped.reason

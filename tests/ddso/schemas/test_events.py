@@ -3,11 +3,22 @@ import json
 import pytest
 
 from ddso.errors import EventParseError
-from ddso.schemas.events import EVENT_MODELS, EVENT_TYPES, encode_event, parse_event, parse_event_obj
+from ddso.schemas.events import (
+    EVENT_MODELS,
+    EVENT_TYPES,
+    encode_event,
+    parse_event,
+    parse_event_obj,
+)
 
 pytestmark = pytest.mark.unit
 
-BASE = {"event_id": "e1", "customer_id": "C1", "event_time": "2025-03-01T10:00:00+02:00", "source": "web"}
+BASE = {
+    "event_id": "e1",
+    "customer_id": "C1",
+    "event_time": "2025-03-01T10:00:00+02:00",
+    "source": "web",
+}
 
 EXAMPLES = {
     "session_start": {"session_id": "s1", "device": "mobile", "traffic_source": "paid"},
@@ -15,13 +26,22 @@ EXAMPLES = {
     "click": {"session_id": "s1", "product_id": "P1"},
     "cart_add": {"session_id": "s1", "product_id": "P1", "quantity": 2, "unit_price": 3.0},
     "cart_remove": {"session_id": "s1", "product_id": "P1", "quantity": 1},
-    "purchase": {"sale_id": "S1", "channel": "web", "lines": [{"product_id": "P1", "quantity": 2, "unit_price": 5.0, "discount": 0.1}]},
+    "purchase": {
+        "sale_id": "S1",
+        "channel": "web",
+        "lines": [{"product_id": "P1", "quantity": 2, "unit_price": 5.0, "discount": 0.1}],
+    },
     "crm_call": {"interaction_id": "I1", "outcome": "positive", "duration_s": 120},
     "crm_email": {"interaction_id": "I2", "outcome": "no_answer"},
     "crm_meeting": {"interaction_id": "I3", "outcome": "neutral", "duration_s": 1800},
     "complaint": {"complaint_id": "K1", "category": "fees", "severity": 3},
     "offer_shown": {"offer_id": "O1", "product_id": "P9", "channel": "email"},
-    "offer_accepted": {"offer_id": "O1", "product_id": "P9", "channel": "email", "decision_id": "D1"},
+    "offer_accepted": {
+        "offer_id": "O1",
+        "product_id": "P9",
+        "channel": "email",
+        "decision_id": "D1",
+    },
     "offer_declined": {"offer_id": "O1", "product_id": "P9", "channel": "sms"},
     "enrollment": {"enrollment_id": "N1", "product_id": "P9", "monthly_payment": 99.0},
     "program_payment": {"enrollment_id": "N1", "amount": 99.0, "days_late": 0},
@@ -55,13 +75,25 @@ def test_purchase_total():
         (b"{not json", "bad_json", None),
         (b"[1, 2]", "not_object", None),
         (json.dumps({**BASE, "type": "teleport"}).encode(), "unknown_type", "type"),
-        (json.dumps({k: v for k, v in make("view").items() if k != "type"}).encode(), "schema", None),
+        (
+            json.dumps({k: v for k, v in make("view").items() if k != "type"}).encode(),
+            "schema",
+            None,
+        ),
         (json.dumps(make("view")).replace("12.5", "NaN").encode(), "non_finite", "price"),
         (json.dumps(make("view")).replace("12.5", "1e999").encode(), "non_finite", "price"),
         (json.dumps(make("view", price=-1)).encode(), "schema", "price"),
-        (json.dumps(make("view", event_time="2025-03-01T10:00:00")).encode(), "schema", "event_time"),
+        (
+            json.dumps(make("view", event_time="2025-03-01T10:00:00")).encode(),
+            "schema",
+            "event_time",
+        ),
         (json.dumps(make("view", extra_field=1)).encode(), "schema", "extra_field"),
-        (json.dumps(make("view", customer_id="bad id with spaces")).encode(), "schema", "customer_id"),
+        (
+            json.dumps(make("view", customer_id="bad id with spaces")).encode(),
+            "schema",
+            "customer_id",
+        ),
         (json.dumps(make("purchase", lines=[])).encode(), "schema", "lines"),
         (json.dumps(make("complaint", severity=9)).encode(), "schema", "severity"),
     ],

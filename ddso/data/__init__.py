@@ -1,0 +1,1 @@
+"""Seeded synthetic data: the generator, the dataset reader and ``ddso data describe``."""

@@ -1,0 +1,1 @@
+"""Adapters at the edge: Kafka, Redis and the embedded local event log."""
