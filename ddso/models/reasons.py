@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ddso.features.behaviour import NEVER_DAYS
+
 _PHRASES: dict[str, str] = {
     "recency_days": "last purchase {v:.0f} days ago",
     "frequency_30d": "{v:.0f} purchases in the last 30 days",
@@ -59,7 +61,16 @@ class Reason:
     text: str
 
 
+_NEVER: dict[str, str] = {
+    "recency_days": "no purchase on record",
+    "days_since_last_event": "no activity on record",
+    "days_since_last_contact": "never contacted",
+}
+
+
 def describe(feature: str, value: float) -> str:
+    if feature in _NEVER and value >= NEVER_DAYS:
+        return _NEVER[feature]
     template = _PHRASES.get(feature, feature.replace("_", " ") + " = {v:.3g}")
     return template.format(v=value)
 

@@ -38,8 +38,10 @@ def test_reasons_name_only_features_the_model_used(tmp_path):
     assert contrib.sum() == pytest.approx(margin, rel=1e-5)
 
 
-def test_describe_unknown_feature():
+def test_describe_unknown_feature_and_never():
     assert describe("mystery_score", 0.5) == "mystery score = 0.5"
+    assert describe("recency_days", 3650.0) == "no purchase on record"
+    assert describe("recency_days", 12.0) == "last purchase 12 days ago"
 
 
 def test_scorecard_is_monotone_and_banded():
