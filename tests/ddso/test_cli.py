@@ -1,0 +1,73 @@
+"""The command line: user errors are one line and exit code 2; the bench runner's contract."""
+
+import json
+
+import pytest
+
+from ddso.cli import main
+
+pytestmark = pytest.mark.unit
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_help_exits_0(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "data" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["up", "--customers", "0"], "--customers"),
+        (["up", "--days", "many"], "'many' is not an integer"),
+        (["data", "generate", "--days", "5", "--out", "x"], "--customers"),
+        (["nope"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(capsys, argv, needle):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert needle in one_line_error(capsys)
+
+
+def test_unknown_benchmark_lists_the_known_ones(capsys):
+    assert main(["bench", "no_such_bench"]) == 2
+    err = one_line_error(capsys)
+    assert "no_such_bench" in err and "generate" in err
+
+
+def test_bad_bench_option(capsys):
+    assert main(["bench", "generate", "-o", "customers"]) == 2
+    assert "KEY=VALUE" in one_line_error(capsys)
+
+
+def test_config_errors_exit_2_naming_file_and_key(capsys, tmp_path, monkeypatch):
+    cfg = tmp_path / "ddso.yaml"
+    cfg.write_text("kafka:\n  bootstrap: k:9092\n")
+    assert main(["--config", str(cfg), "config", "show"]) == 2
+    err = one_line_error(capsys)
+    assert str(cfg) in err and "kafka.bootstrap" in err
+    monkeypatch.setenv("DDSO_REDIS__URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("DDSO_KAFKA__SASL_PASSWORD", "hunter2")
+    assert main(["config", "show"]) == 0
+    shown = capsys.readouterr().out
+    assert json.loads(shown)["redis"]["url"] == "redis://127.0.0.1:6379/0"
+    assert "hunter2" not in shown
+
+
+def test_bench_writes_one_flat_json_object(capsys, tmp_path):
+    out = tmp_path / "bench" / "gen.json"
+    assert main(["bench", "generate", "--json", str(out), "-o", "customers=200", "-o", "days=20"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    written = json.loads(out.read_text())
+    assert printed == written
+    assert written["benchmark"] == "generate" and written["cores"] >= 1
+    assert written["version_ray"] == "2.60.0" and written["events_per_s"] > 0
+    assert all(not isinstance(v, dict | list) for v in written.values())
