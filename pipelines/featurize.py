@@ -47,7 +47,7 @@ def behaviour_features(events_path: str, as_of: datetime) -> pd.DataFrame:
 
     ds = ray.data.read_parquet(events_path, columns=EVENT_COLUMNS)
     rows = ds.map_batches(
-        behaviour.event_columns, fn_kwargs={"as_of": as_of}, batch_format="pyarrow"
+        behaviour.event_window_rows, fn_kwargs={"as_of": as_of}, batch_format="pyarrow"
     )
     # Ray Data's default of 200 shuffle partitions costs seconds of scheduling per stage on a
     # small cluster; one partition per CPU keeps every core busy.

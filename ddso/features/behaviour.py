@@ -1,16 +1,23 @@
-"""Behavioural, RFM and CRM features of a customer, as pure functions on event batches.
+"""Behavioural, RFM and CRM features of a customer, as pure functions on batches.
 
-Computing features is split in three pure steps so that the same definitions run in Ray Data
-(distributed over many batches), in a plain pandas job and on one customer online:
+Windows are UTC calendar days: "in the last 30 days" as of ``T`` means the 30 days ending
+with ``T``'s day, today included. That makes every feature a function of per-customer,
+per-day partial sums, which is what lets the same definitions run everywhere:
 
-1. :func:`event_columns` turns a batch of raw events (the flat event table) into one narrow
-   numeric row per event: indicator and amount columns per window, and timestamps.
-2. The rows are summed / max-ed / min-ed per customer (:data:`SUM_COLUMNS`,
-   :data:`MAX_COLUMNS`, :data:`MIN_COLUMNS`); these partial aggregates merge associatively,
-   so any batching and any order gives the same result.
-3. :func:`finalize` turns the per-customer aggregates into features as of ``as_of``.
+1. :func:`contributions` turns raw events into *partial rows* (schema :data:`PARTIAL_COLUMNS`:
+   ``customer_id``, ``day`` and one count, amount or timestamp column per metric), one per
+   event. A partial row of one event and the sum of many events of one customer-day have the
+   same shape, and partial rows merge associatively (:func:`merge_partials`: sums for
+   :data:`SUM_METRICS`, max/min for the timestamps). The streaming job keeps exactly these
+   per-day partials as its incremental state in the online store.
+2. :func:`window_rows` turns partial rows into window sums as of ``T`` (one row in, one row
+   out), dropping days after ``T``; :func:`aggregate` merges them per customer.
+3. :func:`finalize` turns the per-customer window sums into features.
 
-Events after ``as_of`` are dropped in step 1: a feature never sees the future.
+Batch (Ray Data, pandas, Spark) runs 1 -> 2 -> aggregate -> 3 over the event history; the
+online path runs 2 -> aggregate -> 3 over one customer's stored daily partials. A point-in-
+time read passes ``until=T`` to :func:`contributions` so that no event after ``T`` counts,
+the same second included only if at or before ``T``.
 """
 
 from __future__ import annotations
@@ -22,37 +29,63 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-WINDOWS_DAYS = (7, 30, 90, 365)
-_DAY_S = 86_400.0
+DAY_S = 86_400
 NEVER_DAYS = 3650.0
 """Value of a ``days_since_*`` feature when the thing never happened (ten years)."""
+MAX_WINDOW_DAYS = 365
+"""The longest window: daily partials older than this never change a feature."""
 
 _CONTACT_TYPES = ("crm_call", "crm_email", "crm_meeting", "offer_shown")
 
-# (output column, event types counted, windows)
-_COUNTS: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
-    ("purchases", ("purchase",), (30, 90, 365)),
-    ("views", ("view",), (7, 30)),
-    ("clicks", ("click",), (7, 30)),
-    ("cart_adds", ("cart_add",), (30,)),
-    ("cart_removes", ("cart_remove",), (30,)),
-    ("sessions", ("session_start",), (30, 90)),
-    ("contacts", _CONTACT_TYPES, (7, 30)),
-    ("complaints", ("complaint",), (365,)),
-    ("offers_shown", ("offer_shown",), (90,)),
-    ("offers_accepted", ("offer_accepted",), (365,)),
-)
+_COUNTED: dict[str, tuple[str, ...]] = {
+    "purchases": ("purchase",),
+    "views": ("view",),
+    "clicks": ("click",),
+    "cart_adds": ("cart_add",),
+    "cart_removes": ("cart_remove",),
+    "sessions": ("session_start",),
+    "contacts": _CONTACT_TYPES,
+    "complaints": ("complaint",),
+    "offers_shown": ("offer_shown",),
+    "offers_accepted": ("offer_accepted",),
+}
+"""Count metric -> the event types it counts."""
 
-SUM_COLUMNS: tuple[str, ...] = (
-    *(f"{name}_{w}d" for name, _, windows in _COUNTS for w in windows),
-    "monetary_30d",
-    "monetary_90d",
-    "monetary_365d",
-    "gross_365d",
-    "discount_365d",
-)
-MAX_COLUMNS: tuple[str, ...] = ("last_event_s", "last_purchase_s", "last_contact_s")
-MIN_COLUMNS: tuple[str, ...] = ("first_event_s",)
+SUM_METRICS: tuple[str, ...] = (*_COUNTED, "monetary", "gross")
+"""Partial columns merged by sum (counts, net and gross purchase amounts)."""
+MAX_METRICS: tuple[str, ...] = ("last_event_s", "last_purchase_s", "last_contact_s")
+"""Partial columns merged by max: epoch seconds, 0.0 meaning "never"."""
+MIN_METRICS: tuple[str, ...] = ("first_event_s",)
+"""Partial columns merged by min: epoch seconds."""
+PARTIAL_COLUMNS: tuple[str, ...] = ("customer_id", "day", *SUM_METRICS, *MAX_METRICS, *MIN_METRICS)
+
+# window sum column -> (partial metric, window in days)
+_WINDOWS: dict[str, tuple[str, int]] = {
+    "purchases_30d": ("purchases", 30),
+    "purchases_90d": ("purchases", 90),
+    "purchases_365d": ("purchases", 365),
+    "views_7d": ("views", 7),
+    "views_30d": ("views", 30),
+    "clicks_7d": ("clicks", 7),
+    "clicks_30d": ("clicks", 30),
+    "cart_adds_30d": ("cart_adds", 30),
+    "cart_removes_30d": ("cart_removes", 30),
+    "sessions_30d": ("sessions", 30),
+    "sessions_90d": ("sessions", 90),
+    "contacts_7d": ("contacts", 7),
+    "contacts_30d": ("contacts", 30),
+    "complaints_365d": ("complaints", 365),
+    "offers_shown_90d": ("offers_shown", 90),
+    "offers_accepted_365d": ("offers_accepted", 365),
+    "monetary_30d": ("monetary", 30),
+    "monetary_90d": ("monetary", 90),
+    "monetary_365d": ("monetary", 365),
+    "gross_365d": ("gross", 365),
+}
+SUM_COLUMNS: tuple[str, ...] = tuple(_WINDOWS)
+"""Window sums of :func:`window_rows`, merged by sum in :func:`aggregate`."""
+MAX_COLUMNS = MAX_METRICS
+MIN_COLUMNS = MIN_METRICS
 
 FEATURE_COLUMNS: tuple[str, ...] = (
     "recency_days",
@@ -85,12 +118,8 @@ FEATURE_COLUMNS: tuple[str, ...] = (
 
 
 def _epoch_seconds(ts: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return (
-        pc.cast(pc.cast(ts, pa.timestamp("us", tz="UTC")), pa.int64()).to_numpy(
-            zero_copy_only=False
-        )
-        / 1e6
-    )
+    micros = pc.cast(pc.cast(ts, pa.timestamp("us", tz="UTC")), pa.int64())
+    return micros.to_numpy(zero_copy_only=False) / 1e6
 
 
 def _purchase_amounts(lines: pa.ChunkedArray | pa.Array, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,34 +140,28 @@ def _purchase_amounts(lines: pa.ChunkedArray | pa.Array, n: int) -> tuple[np.nda
     return net, gross
 
 
-def event_columns(batch: pa.Table | pd.DataFrame, as_of: datetime) -> pd.DataFrame:
-    """Step 1: one numeric row per event at or before ``as_of`` (pure, batch-shaped)."""
+def contributions(batch: pa.Table | pd.DataFrame, until: datetime | None = None) -> pd.DataFrame:
+    """Step 1: one partial row per event (at or before ``until``, if given)."""
     table = (
         batch if isinstance(batch, pa.Table) else pa.Table.from_pandas(batch, preserve_index=False)
     )
     t = _epoch_seconds(table["event_time"])
-    keep = t <= as_of.timestamp()
-    table = table.filter(pa.array(keep))
-    t = t[keep]
+    if until is not None:
+        keep = t <= until.timestamp()
+        table = table.filter(pa.array(keep))
+        t = t[keep]
     n = table.num_rows
     kind = table["type"].to_numpy(zero_copy_only=False).astype(str)
-    age_days = (as_of.timestamp() - t) / _DAY_S
     out: dict[str, np.ndarray] = {
-        "customer_id": table["customer_id"].to_numpy(zero_copy_only=False)
+        "customer_id": table["customer_id"].to_numpy(zero_copy_only=False).astype(object),
+        "day": np.floor(t / DAY_S).astype(np.int64),
     }
-    for name, types, windows in _COUNTS:
-        hit = np.isin(kind, types)
-        for w in windows:
-            out[f"{name}_{w}d"] = (hit & (age_days < w)).astype(np.int64)
+    for metric, types in _COUNTED.items():
+        out[metric] = np.isin(kind, types).astype(np.float64)
     if "lines" in table.column_names:
-        net, gross = _purchase_amounts(table["lines"], n)
+        out["monetary"], out["gross"] = _purchase_amounts(table["lines"], n)
     else:
-        net = gross = np.zeros(n)
-    for w in (30, 90, 365):
-        out[f"monetary_{w}d"] = np.where(age_days < w, net, 0.0)
-    in_year = age_days < 365
-    out["gross_365d"] = np.where(in_year, gross, 0.0)
-    out["discount_365d"] = np.where(in_year, gross - net, 0.0)
+        out["monetary"] = out["gross"] = np.zeros(n)
     # 0.0 means "never": a max over seconds since 1970 ignores it whenever a real time exists.
     out["last_event_s"] = t
     out["last_purchase_s"] = np.where(kind == "purchase", t, 0.0)
@@ -147,65 +170,92 @@ def event_columns(batch: pa.Table | pd.DataFrame, as_of: datetime) -> pd.DataFra
     return pd.DataFrame(out)
 
 
+def merge_partials(partials: pd.DataFrame) -> pd.DataFrame:
+    """Merge partial rows per (customer, day): the daily state the stream job stores."""
+    grouped = partials.groupby(["customer_id", "day"], sort=True)
+    parts = [
+        grouped[list(SUM_METRICS)].sum(),
+        grouped[list(MAX_METRICS)].max(),
+        grouped[list(MIN_METRICS)].min(),
+    ]
+    return pd.concat(parts, axis=1).reset_index()
+
+
+def window_rows(partials: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
+    """Step 2: partial rows -> window sums as of ``as_of`` (rows of later days dropped)."""
+    as_of_day = int(np.floor(as_of.timestamp() / DAY_S))
+    p = partials[partials["day"].to_numpy() <= as_of_day]
+    age = as_of_day - p["day"].to_numpy()
+    out = {"customer_id": p["customer_id"].to_numpy()}
+    for column, (metric, days) in _WINDOWS.items():
+        out[column] = np.where(age < days, p[metric].to_numpy(dtype=float), 0.0)
+    for column in (*MAX_METRICS, *MIN_METRICS):
+        out[column] = p[column].to_numpy(dtype=float)
+    return pd.DataFrame(out)
+
+
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
-    """Step 2 on one machine: merge event rows (or partial aggregates) per customer."""
+    """Merge window rows (or partial aggregates of them) per customer."""
     grouped = rows.groupby("customer_id", sort=True)
-    parts = [grouped[list(SUM_COLUMNS)].sum(), grouped[list(MAX_COLUMNS)].max()]
-    parts.append(grouped[list(MIN_COLUMNS)].min())
+    parts = [
+        grouped[list(SUM_COLUMNS)].sum(),
+        grouped[list(MAX_COLUMNS)].max(),
+        grouped[list(MIN_COLUMNS)].min(),
+    ]
     return pd.concat(parts, axis=1).reset_index()
 
 
 def _days_since(as_of_s: float, seconds: pd.Series) -> np.ndarray:
     s = seconds.to_numpy(dtype=float)
-    return np.where(s > 0, (as_of_s - s) / _DAY_S, NEVER_DAYS)
+    return np.where(s > 0, (as_of_s - s) / DAY_S, NEVER_DAYS)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros(len(num)), where=den > 0)
 
 
 def finalize(agg: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
-    """Step 3: per-customer aggregates -> features as of ``as_of`` (columns: FEATURE_COLUMNS)."""
+    """Step 3: per-customer window sums -> features (columns: FEATURE_COLUMNS)."""
     a = agg
     now = as_of.timestamp()
-    freq365 = a["purchases_365d"].to_numpy(dtype=float)
-    carts = a["cart_adds_30d"].to_numpy(dtype=float)
-    gross = a["gross_365d"].to_numpy(dtype=float)
+
+    def col(name: str) -> np.ndarray:
+        return a[name].to_numpy(dtype=float)
+
+    carts = col("cart_adds_30d")
     out = pd.DataFrame(
         {
             "customer_id": a["customer_id"].to_numpy(),
             "recency_days": _days_since(now, a["last_purchase_s"]),
-            "frequency_30d": a["purchases_30d"].to_numpy(dtype=float),
-            "frequency_90d": a["purchases_90d"].to_numpy(dtype=float),
-            "frequency_365d": freq365,
-            "monetary_30d": a["monetary_30d"].to_numpy(dtype=float),
-            "monetary_90d": a["monetary_90d"].to_numpy(dtype=float),
-            "monetary_365d": a["monetary_365d"].to_numpy(dtype=float),
-            "avg_order_value_365d": np.divide(
-                a["monetary_365d"].to_numpy(dtype=float),
-                freq365,
-                out=np.zeros(len(a)),
-                where=freq365 > 0,
-            ),
-            "cart_abandonment_30d": np.divide(
-                np.clip(carts - a["purchases_30d"].to_numpy(dtype=float), 0, None),
-                carts,
-                out=np.zeros(len(a)),
-                where=carts > 0,
-            ),
-            "discount_share_365d": np.divide(
-                a["discount_365d"].to_numpy(dtype=float),
-                gross,
-                out=np.zeros(len(a)),
-                where=gross > 0,
+            "frequency_30d": col("purchases_30d"),
+            "frequency_90d": col("purchases_90d"),
+            "frequency_365d": col("purchases_365d"),
+            "avg_order_value_365d": _ratio(col("monetary_365d"), col("purchases_365d")),
+            "cart_abandonment_30d": _ratio(np.clip(carts - col("purchases_30d"), 0, None), carts),
+            "discount_share_365d": _ratio(
+                col("gross_365d") - col("monetary_365d"), col("gross_365d")
             ),
             "days_since_last_event": _days_since(now, a["last_event_s"]),
             "days_since_last_contact": _days_since(now, a["last_contact_s"]),
             "tenure_days": _days_since(now, a["first_event_s"]),
         }
     )
-    for col in FEATURE_COLUMNS:
-        if col not in out.columns:
-            out[col] = a[col].to_numpy(dtype=float)
+    for name in FEATURE_COLUMNS:
+        if name not in out.columns:
+            out[name] = col(name)
     return out[["customer_id", *FEATURE_COLUMNS]]
 
 
+def event_window_rows(events: pa.Table | pd.DataFrame, as_of: datetime) -> pd.DataFrame:
+    """Steps 1 and 2 on a batch of raw events: what a distributed map stage runs."""
+    return window_rows(contributions(events, until=as_of), as_of)
+
+
 def customer_features(events: pa.Table | pd.DataFrame, as_of: datetime) -> pd.DataFrame:
-    """All three steps on one machine: events -> one feature row per customer."""
-    return finalize(aggregate(event_columns(events, as_of)), as_of)
+    """All steps on one machine: events -> one feature row per customer, as of ``as_of``."""
+    return finalize(aggregate(event_window_rows(events, as_of)), as_of)
+
+
+def features_from_daily(daily: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
+    """Features from stored daily partials (the online path): steps 2 and 3."""
+    return finalize(aggregate(window_rows(daily, as_of)), as_of)

@@ -64,7 +64,9 @@ def test_config_errors_exit_2_naming_file_and_key(capsys, tmp_path, monkeypatch)
 
 def test_bench_writes_one_flat_json_object(capsys, tmp_path):
     out = tmp_path / "bench" / "gen.json"
-    assert main(["bench", "generate", "--json", str(out), "-o", "customers=200", "-o", "days=20"]) == 0
+    assert (
+        main(["bench", "generate", "--json", str(out), "-o", "customers=200", "-o", "days=20"]) == 0
+    )
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     written = json.loads(out.read_text())
     assert printed == written

@@ -105,9 +105,33 @@ def test_batching_and_order_do_not_matter():
     whole = behaviour.customer_features(events(rows), AS_OF)
     perm = rng.permutation(len(rows))
     parts = [
-        behaviour.event_columns(events([rows[j] for j in chunk]), AS_OF)
+        behaviour.event_window_rows(events([rows[j] for j in chunk]), AS_OF)
         for chunk in np.array_split(perm, 7)
     ]
     partials = pd.concat([behaviour.aggregate(p) for p in parts])  # partial aggregates merge again
     merged = behaviour.finalize(behaviour.aggregate(partials), AS_OF)
     pd.testing.assert_frame_equal(whole, merged, rtol=1e-12)
+
+
+def test_stored_daily_partials_give_the_same_features_as_the_history():
+    past = [r for r in ROWS if r[2] >= 0]
+    partials = behaviour.contributions(events(past))
+    # The stream merges micro-batches into daily partials in any grouping; the result is one.
+    halves = [
+        behaviour.merge_partials(partials.iloc[:4]),
+        behaviour.merge_partials(partials.iloc[4:]),
+    ]
+    daily = behaviour.merge_partials(pd.concat(halves))
+    assert list(daily.columns) == list(behaviour.PARTIAL_COLUMNS)
+    online = behaviour.features_from_daily(daily, AS_OF)
+    pd.testing.assert_frame_equal(online, behaviour.customer_features(events(past), AS_OF))
+
+
+def test_windows_are_calendar_days_and_until_is_inclusive():
+    late_today = AS_OF.replace(hour=23)
+    rows = [("A", "view", -0.5, None), ("A", "view", 5.5, None), ("A", "view", 6.5, None)]
+    f = behaviour.customer_features(events(rows), late_today).iloc[0]
+    # June 30 12:00 (today, before 23:00) and June 24 count; June 23 is the 8th day back
+    assert f["views_7d"] == 2
+    at = behaviour.contributions(events([("A", "view", 0, None)]), until=AS_OF)
+    assert len(at) == 1  # an event exactly at `until` counts
