@@ -39,7 +39,7 @@ from ddso.models.registry import ModelRegistry
 from ddso.models.xgb import XGBScorer
 from ddso.policy.arbitration import CustomerFacts, Offer, arbitrate
 from ddso.schemas.base import Band, Id
-from ddso.stores.online import InMemoryOnlineStore
+from ddso.stores.online import SnapshotStore
 
 PROPENSITY_MODEL = "propensity"
 
@@ -157,7 +157,7 @@ class DecisionIngress:
     def __init__(self, assessment: DeploymentHandle, args: dict[str, Any]):
         a = AppArgs.model_validate(args)
         self.assessment = assessment
-        self.store = InMemoryOnlineStore.from_parquet(a.features)
+        self.store = SnapshotStore.from_parquet(a.features)
         self.offers = _load_offers(a.products)
         self.reference_year = a.reference_year
 

@@ -1,8 +1,12 @@
-"""The online feature store of the embedded default: in-process, loaded from a snapshot.
+"""Online feature stores: the incremental per-customer state the stream job writes.
 
-Serving reads one customer's features by id. On the embedded default the store lives inside
-the serving replica and is filled from the offline store's latest feature snapshot (Parquet);
-in production the same interface is backed by Redis (see :mod:`ddso.io.redis`).
+Two implementations of one contract (:class:`OnlineStore`, rules in :mod:`ddso.stores.state`):
+:class:`InMemoryOnlineStore` for the embedded default and unit tests, and
+:class:`ddso.stores.redis_online.RedisOnlineStore` for production. The conformance suite runs
+the same scenarios against both.
+
+:class:`SnapshotStore` is the read-only store of a serving replica on the embedded default:
+customer id -> feature row, loaded from an offline-store snapshot (Parquet).
 """
 
 from __future__ import annotations
@@ -14,6 +18,101 @@ from typing import Any, Protocol
 import pyarrow.parquet as pq
 
 from ddso.errors import DataFileError
+from ddso.features.behaviour import DAY_S, MAX_WINDOW_DAYS
+from ddso.stores.state import ApplyResult, CustomerState, Update, timestamps_of
+
+
+class OnlineStore(Protocol):
+    def apply(self, updates: list[Update], lateness_s: float) -> ApplyResult: ...
+
+    def state(self, customer_id: str) -> CustomerState | None: ...
+
+
+def _order_key(update: Update) -> tuple[float, str]:
+    return (update.time_s, update.event_id)
+
+
+class InMemoryOnlineStore:
+    """The online store in this process's memory, with exactly the Redis store's rules."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, CustomerState] = {}
+        self._seen: dict[str, dict[str, float]] = {}
+        self._last_keys: dict[str, dict[str, tuple[float, str]]] = {}
+
+    def apply(self, updates: list[Update], lateness_s: float) -> ApplyResult:
+        result = ApplyResult()
+        touched: set[str] = set()
+        for u in updates:
+            st = self._states.get(u.customer_id)
+            seen = self._seen.setdefault(u.customer_id, {})
+            if st is not None and u.time_s < st.last_event_s - lateness_s:
+                result.late.append(u.event_id)
+                continue
+            if u.event_id in seen:
+                result.duplicates += 1
+                continue
+            if st is None:
+                st = self._states[u.customer_id] = CustomerState(daily={}, first_event_s=u.time_s)
+            seen[u.event_id] = u.time_s
+            day = st.daily.setdefault(u.day, {})
+            for metric, value in u.sums.items():
+                day[metric] = day.get(metric, 0.0) + value
+            for name, t in timestamps_of(u).items():
+                current = getattr(st, name)
+                better = min if name == "first_event_s" else max
+                setattr(st, name, better(current, t) if current else t)
+            keys = self._last_keys.setdefault(u.customer_id, {})
+            for name, value in u.last_values.items():
+                if name not in keys or _order_key(u) > keys[name]:
+                    keys[name] = _order_key(u)
+                    st.last_values[name] = value
+            result.applied += 1
+            touched.add(u.customer_id)
+        for cid in touched:
+            self._prune(cid, lateness_s)
+        return result
+
+    def _prune(self, customer_id: str, lateness_s: float) -> None:
+        st = self._states[customer_id]
+        horizon = st.last_event_s - lateness_s
+        seen = self._seen[customer_id]
+        for eid in [e for e, t in seen.items() if t < horizon]:
+            del seen[eid]
+        oldest = int(st.last_event_s // DAY_S) - MAX_WINDOW_DAYS
+        for d in [d for d in st.daily if d < oldest]:
+            del st.daily[d]
+
+    def state(self, customer_id: str) -> CustomerState | None:
+        return self._states.get(customer_id)
+
+    def customers(self) -> list[str]:
+        return sorted(self._states)
+
+
+class SnapshotStore:
+    """Customer id -> feature row, held in a dict (read-only, one per serving replica)."""
+
+    def __init__(self, rows: Iterable[Mapping[str, Any]] = ()):
+        self._rows: dict[str, dict[str, Any]] = {str(r["customer_id"]): dict(r) for r in rows}
+
+    @classmethod
+    def from_parquet(cls, path: str | Path) -> SnapshotStore:
+        """Load a feature snapshot file, or the newest ``features_*.parquet`` in a folder."""
+        path = latest_snapshot(path)
+        try:
+            table = pq.read_table(path)
+        except (OSError, ValueError) as e:
+            raise DataFileError(f"{path}: cannot read the feature snapshot ({e})") from None
+        if "customer_id" not in table.column_names:
+            raise DataFileError(f"{path}: the feature snapshot has no 'customer_id' column")
+        return cls(table.to_pylist())
+
+    def get(self, customer_id: str) -> Mapping[str, Any] | None:
+        return self._rows.get(customer_id)
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 def latest_snapshot(path: str | Path) -> Path:
@@ -29,37 +128,3 @@ def latest_snapshot(path: str | Path) -> Path:
             raise DataFileError(f"{path}: no features_*.parquet snapshot; run pipelines.featurize")
         return snapshots[-1]
     return path
-
-
-class OnlineStore(Protocol):
-    def get(self, customer_id: str) -> Mapping[str, Any] | None: ...
-
-
-class InMemoryOnlineStore:
-    """Customer id -> feature row, held in a dict (read-mostly, one per replica)."""
-
-    def __init__(self, rows: Iterable[Mapping[str, Any]] = ()):
-        self._rows: dict[str, dict[str, Any]] = {}
-        self.put_many(rows)
-
-    @classmethod
-    def from_parquet(cls, path: str | Path) -> InMemoryOnlineStore:
-        """Load a feature snapshot file, or the newest ``features_*.parquet`` in a folder."""
-        path = latest_snapshot(path)
-        try:
-            table = pq.read_table(path)
-        except (OSError, ValueError) as e:
-            raise DataFileError(f"{path}: cannot read the feature snapshot ({e})") from None
-        if "customer_id" not in table.column_names:
-            raise DataFileError(f"{path}: the feature snapshot has no 'customer_id' column")
-        return cls(table.to_pylist())
-
-    def put_many(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        for row in rows:
-            self._rows[str(row["customer_id"])] = dict(row)
-
-    def get(self, customer_id: str) -> Mapping[str, Any] | None:
-        return self._rows.get(customer_id)
-
-    def __len__(self) -> int:
-        return len(self._rows)
