@@ -1,0 +1,166 @@
+"""The stream job: events topic (or the local log) -> online + offline stores, at least once.
+
+Each consumer loops: poll a micro-batch -> :class:`ddso.stream.StreamProcessor` (parse,
+dead-letter, dedupe, lateness, features into the online store, events into the offline store)
+-> commit the offsets. If a sink fails (Redis down, disk full) it does not commit: it backs off
+and retries the same records until they go through, so nothing is lost. It scales out by
+running more consumers in the group as Ray actors, each owning its partitions.
+
+    python -m pipelines.stream --consumers 2
+    ray job submit --working-dir . -- python -m pipelines.stream --consumers 4
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ddso.config import Settings, load_settings
+from ddso.errors import ServiceError
+from ddso.io.sources import make_source
+from ddso.stores.deadletter import DeadLetterSink
+from ddso.stores.offline import OfflineStore
+from ddso.stores.online import InMemoryOnlineStore, OnlineStore
+from ddso.stream import BatchStats, StreamProcessor
+from pipelines._cli import parse_args
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Args:
+    config: str | None = None
+    """YAML settings file (default: $DDSO_CONFIG, if set)."""
+    consumers: int = 1
+    """Consumer processes in the group (Ray actors when more than one)."""
+    max_batch: int = 5000
+    """Records per micro-batch at most."""
+    poll_s: float = 0.2
+    """How long one poll waits for records."""
+    lateness_days: float = 7.0
+    """Events older than a customer's newest event by more than this are routed, not applied."""
+    idle_exit_s: float | None = None
+    """Stop after this many seconds without records (default: run until stopped)."""
+    max_retry_backoff_s: float = 5.0
+    """Longest wait between retries of a batch whose sink failed."""
+
+
+def make_online_store(settings: Settings) -> OnlineStore:
+    """Redis when configured, else this process's memory (the embedded default)."""
+    if settings.redis.url:
+        from ddso.io.redis import make_redis, ping_or_raise
+        from ddso.stores.redis_online import RedisOnlineStore
+
+        client = make_redis(settings.redis)
+        ping_or_raise(client, settings.redis.url)
+        return RedisOnlineStore(client, settings.redis.key_prefix, settings.redis.feature_ttl_s)
+    return InMemoryOnlineStore()
+
+
+def make_processor(settings: Settings, args: Args, online: OnlineStore) -> StreamProcessor:
+    root = Path(settings.offline_store_path())
+    return StreamProcessor(
+        online,
+        OfflineStore(root),
+        OfflineStore(root / "late"),
+        DeadLetterSink(root),
+        lateness_s=args.lateness_days * 86_400,
+        max_event_bytes=settings.kafka.max_event_bytes,
+    )
+
+
+class _Stop:
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, *_: object) -> None:
+        self.requested = True
+
+
+def run_consumer(
+    settings: Settings, args: Args, index: int = 0, online: OnlineStore | None = None
+) -> dict[str, float]:
+    """One consumer's loop; returns its totals when it stops (idle, or SIGTERM/SIGINT)."""
+    stop = _Stop()
+    # Outside the main thread (a Ray worker thread) signals cannot be set: stop by idleness.
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, stop)
+    online = online or make_online_store(settings)
+    processor = make_processor(settings, args, online)
+    source = make_source(settings, index=index, consumers=args.consumers)
+    totals = BatchStats()
+    started = time.monotonic()
+    last_records = time.monotonic()
+    try:
+        while not stop.requested:
+            batch = source.poll(args.max_batch, args.poll_s)
+            if not batch:
+                if (
+                    args.idle_exit_s is not None
+                    and time.monotonic() - last_records > args.idle_exit_s
+                ):
+                    break
+                continue
+            last_records = time.monotonic()
+            for partition, records in batch.items():
+                totals.add(_process_until_done(processor, partition, records, args))
+            try:
+                source.commit({p: recs[-1].offset + 1 for p, recs in batch.items()})
+            except ServiceError as e:
+                # A rebalance moved the partitions: the new owner gets these records again,
+                # and the idempotent sinks absorb them.
+                log.warning("commit failed, records will be redelivered: %s", e)
+    finally:
+        source.close()
+    busy_s = max(last_records - started, 1e-9)
+    return {
+        "received": totals.received,
+        "applied": totals.applied,
+        "duplicates": totals.duplicates,
+        "dead_letters": totals.dead_letters,
+        "late": totals.late,
+        "busy_s": busy_s,
+        "events_per_s": totals.received / busy_s,
+        "freshness_ms": totals.freshness_ms,  # type: ignore[dict-item]
+    }
+
+
+def _process_until_done(
+    processor: StreamProcessor, partition: str, records, args: Args
+) -> BatchStats:
+    backoff = 0.1
+    while True:
+        try:
+            return processor.process(partition, records)
+        except ServiceError as e:
+            log.warning(
+                "sink failed for %s (%d records), retrying in %.1fs: %s",
+                partition,
+                len(records),
+                backoff,
+                e,
+            )
+            time.sleep(backoff)
+            backoff = min(backoff * 2, args.max_retry_backoff_s)
+
+
+def main(args: Args) -> list[dict[str, float]]:
+    settings = load_settings(args.config)
+    if args.consumers == 1:
+        return [run_consumer(settings, args)]
+    import ray
+
+    from ddso.runtime import init_ray
+
+    init_ray(settings)
+    consumer = ray.remote(num_cpus=1)(run_consumer)
+    return ray.get([consumer.remote(settings, args, i) for i in range(args.consumers)])
+
+
+if __name__ == "__main__":
+    for totals in main(parse_args(Args)):
+        print({k: v for k, v in totals.items() if k != "freshness_ms"})
