@@ -55,9 +55,10 @@ class InMemoryOnlineStore:
             if st is None:
                 st = self._states[u.customer_id] = CustomerState(daily={}, first_event_s=u.time_s)
             seen[u.event_id] = u.time_s
-            day = st.daily.setdefault(u.day, {})
-            for metric, value in u.sums.items():
-                day[metric] = day.get(metric, 0.0) + value
+            if u.sums:  # like Redis, a day exists only once something was summed on it
+                day = st.daily.setdefault(u.day, {})
+                for metric, value in u.sums.items():
+                    day[metric] = day.get(metric, 0.0) + value
             for name, t in timestamps_of(u).items():
                 current = getattr(st, name)
                 better = min if name == "first_event_s" else max
