@@ -35,13 +35,15 @@ from ddso.stores.state import updates_from_events
 class ParsedBatch:
     events: list[EventBase]
     offsets: list[int]
+    payloads: list[str]
+    """Each event's JSON as received (valid: it parsed), kept in the offline store."""
     dead: list[DeadLetter]
     duplicates_in_batch: int = 0
 
 
 def parse_batch(records: list[Record], max_event_bytes: int) -> ParsedBatch:
     """Parse every record with the one event parser; pure."""
-    out = ParsedBatch([], [], [])
+    out = ParsedBatch([], [], [], [])
     seen: set[str] = set()
     for r in records:
         try:
@@ -55,6 +57,7 @@ def parse_batch(records: list[Record], max_event_bytes: int) -> ParsedBatch:
         seen.add(event.event_id)
         out.events.append(event)
         out.offsets.append(r.offset)
+        out.payloads.append(r.value.decode())
     return out
 
 
@@ -111,7 +114,7 @@ class StreamProcessor:
         applied_at = self.clock()
         # The offline file of a batch depends on its records only, never on the online state,
         # so a replayed batch rewrites exactly the same rows.
-        table = events_table(parsed.events, parsed.offsets, source, now)
+        table = events_table(parsed.events, parsed.offsets, source, now, parsed.payloads)
         self.offline.write_batch(table, source, first, last)
         if result.late:
             late_ids = pa.array(result.late)

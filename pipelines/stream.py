@@ -30,6 +30,8 @@ from pipelines._cli import parse_args
 
 log = logging.getLogger(__name__)
 
+JOIN_GRACE_S = 60.0
+
 
 @dataclass
 class Args:
@@ -93,19 +95,23 @@ def run_consumer(
     processor = make_processor(settings, args, online)
     source = make_source(settings, index=index, consumers=args.consumers)
     totals = BatchStats()
-    started = time.monotonic()
+    first_records: float | None = None  # busy time starts at the first records, not the join
     last_records = time.monotonic()
     try:
         while not stop.requested:
             batch = source.poll(args.max_batch, args.poll_s)
             if not batch:
-                if (
-                    args.idle_exit_s is not None
-                    and time.monotonic() - last_records > args.idle_exit_s
-                ):
+                idle_s = time.monotonic() - last_records
+                # Before the first records a group join may still be running (seconds, tens
+                # under load), so idleness counts only after a grace period.
+                limit = (
+                    args.idle_exit_s if first_records else (args.idle_exit_s or 0) + JOIN_GRACE_S
+                )
+                if args.idle_exit_s is not None and idle_s > limit:
                     break
                 continue
-            last_records = time.monotonic()
+            if first_records is None:
+                first_records = time.monotonic()
             for partition, records in batch.items():
                 totals.add(_process_until_done(processor, partition, records, args))
             try:
@@ -114,9 +120,10 @@ def run_consumer(
                 # A rebalance moved the partitions: the new owner gets these records again,
                 # and the idempotent sinks absorb them.
                 log.warning("commit failed, records will be redelivered: %s", e)
+            last_records = time.monotonic()
     finally:
         source.close()
-    busy_s = max(last_records - started, 1e-9)
+    busy_s = max(last_records - (first_records or last_records), 1e-9)
     return {
         "received": totals.received,
         "applied": totals.applied,

@@ -205,7 +205,7 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, axis=1).reset_index()
 
 
-def _days_since(as_of_s: float, seconds: pd.Series) -> np.ndarray:
+def _days_since(as_of_s: float | np.ndarray, seconds: pd.Series) -> np.ndarray:
     s = seconds.to_numpy(dtype=float)
     return np.where(s > 0, (as_of_s - s) / DAY_S, NEVER_DAYS)
 
@@ -214,10 +214,15 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros(len(num)), where=den > 0)
 
 
-def finalize(agg: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
-    """Step 3: per-customer window sums -> features (columns: FEATURE_COLUMNS)."""
+def finalize(agg: pd.DataFrame, as_of: datetime | np.ndarray) -> pd.DataFrame:
+    """Step 3: per-customer window sums -> features (columns: FEATURE_COLUMNS).
+
+    ``as_of`` is one time for every row, or an array of epoch seconds, one per row (a
+    point-in-time spine asks each row at its own time; the window sums must then have been
+    taken at the same times).
+    """
     a = agg
-    now = as_of.timestamp()
+    now = as_of.timestamp() if isinstance(as_of, datetime) else np.asarray(as_of, dtype=float)
 
     def col(name: str) -> np.ndarray:
         return a[name].to_numpy(dtype=float)

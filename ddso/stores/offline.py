@@ -59,8 +59,12 @@ def events_table(
     offsets: Sequence[int],
     source: str,
     ingestion_time: datetime,
+    payloads: Sequence[str] | None = None,
 ) -> pa.Table:
-    """Validated events (with their source offsets) as rows of the offline schema."""
+    """Validated events (with their source offsets) as rows of the offline schema.
+
+    ``payloads`` are the events' JSON as received; without them each event is re-encoded.
+    """
     lines = [
         [ln.model_dump() for ln in e.lines] if isinstance(e, Purchase) else None for e in events
     ]
@@ -72,7 +76,9 @@ def events_table(
             "event_time": [e.event_time for e in events],
             "ingestion_time": [ingestion_time] * len(events),
             "lines": lines,
-            "payload": [encode_event(e).decode() for e in events],
+            "payload": list(payloads)
+            if payloads is not None
+            else [encode_event(e).decode() for e in events],
             "source": [source] * len(events),
             "source_offset": list(offsets),
         },

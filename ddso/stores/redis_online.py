@@ -16,6 +16,8 @@ of :mod:`ddso.stores.state`, the same as :class:`ddso.stores.online.InMemoryOnli
 
 from __future__ import annotations
 
+import json
+
 import redis
 
 from ddso.errors import ServiceError
@@ -23,21 +25,19 @@ from ddso.features.behaviour import DAY_S, MAX_WINDOW_DAYS
 from ddso.features.sets import FEATURE_SET_VERSION
 from ddso.stores.state import ApplyResult, CustomerState, Update, timestamps_of
 
-# ARGV: state prefix, seen prefix, lateness_s, ttl_s, day_s, max_window_days, then per update:
-# customer, event id, time, order key, day, n sums, (metric, value)*, n stamps, (name, value)*,
-# n last values, (name, value)*.
+# ARGV: state prefix, seen prefix, lateness_s, ttl_s, day_s, max_window_days, and the updates
+# as one JSON array of [customer, event id, time, order key, day, {metric: sum}, {stamp: time},
+# {name: last value}] (one string: packing hundreds of thousands of arguments costs more than
+# the script).
 _APPLY = """
 local sp, np, late_s, ttl, day_s, keep_days = ARGV[1], ARGV[2], tonumber(ARGV[3]),
   tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local i, applied, dups, late = 7, 0, 0, {}
+local updates = cjson.decode(ARGV[7])
+local applied, dups, late = 0, 0, {}
 local touched = {}
-while i <= #ARGV do
-  local cid, eid, t, okey, day = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), ARGV[i+3], ARGV[i+4]
-  i = i + 5
+for _, u in ipairs(updates) do
+  local cid, eid, t, okey, day = u[1], u[2], u[3], u[4], u[5]
   local sk, nk = sp .. cid, np .. cid
-  local n_sums = tonumber(ARGV[i]); local sums_at = i + 1; i = i + 1 + 2 * n_sums
-  local n_st = tonumber(ARGV[i]); local st_at = i + 1; i = i + 1 + 2 * n_st
-  local n_lv = tonumber(ARGV[i]); local lv_at = i + 1; i = i + 1 + 2 * n_lv
   local wm = tonumber(redis.call('HGET', sk, 'last_event_s'))
   if wm and t < wm - late_s then
     table.insert(late, eid)
@@ -45,20 +45,17 @@ while i <= #ARGV do
     dups = dups + 1
   else
     redis.call('ZADD', nk, t, eid)
-    for j = 0, n_sums - 1 do
-      local metric, v = ARGV[sums_at + 2*j], ARGV[sums_at + 2*j + 1]
+    for metric, v in pairs(u[6]) do
       redis.call('HINCRBYFLOAT', sk, 'd:' .. day .. ':' .. metric, v)
     end
-    for j = 0, n_st - 1 do
-      local name, v = ARGV[st_at + 2*j], tonumber(ARGV[st_at + 2*j + 1])
+    for name, v in pairs(u[7]) do
       local cur = tonumber(redis.call('HGET', sk, name))
       local is_min = name == 'first_event_s'
       if (not cur) or (is_min and v < cur) or ((not is_min) and v > cur) then
-        redis.call('HSET', sk, name, ARGV[st_at + 2*j + 1])
+        redis.call('HSET', sk, name, string.format('%.6f', v))
       end
     end
-    for j = 0, n_lv - 1 do
-      local name, v = ARGV[lv_at + 2*j], ARGV[lv_at + 2*j + 1]
+    for name, v in pairs(u[8]) do
       local cur = redis.call('HGET', sk, 'lk:' .. name)
       if (not cur) or okey > cur then
         redis.call('HSET', sk, 'lv:' .. name, v, 'lk:' .. name, okey)
@@ -110,26 +107,30 @@ class RedisOnlineStore:
     def apply(self, updates: list[Update], lateness_s: float) -> ApplyResult:
         if not updates:
             return ApplyResult()
-        args: list[str | int] = [
+        payload = json.dumps(
+            [
+                [
+                    u.customer_id,
+                    u.event_id,
+                    u.time_s,
+                    _order_key(u),
+                    u.day,
+                    u.sums,
+                    timestamps_of(u),
+                    u.last_values,
+                ]
+                for u in updates
+            ]
+        )
+        args = [
             self.state_prefix,
             self.seen_prefix,
             _num(lateness_s),
             self.ttl_s,
             DAY_S,
             MAX_WINDOW_DAYS,
+            payload,
         ]
-        for u in updates:
-            stamps = timestamps_of(u)
-            args += [u.customer_id, u.event_id, _num(u.time_s), _order_key(u), u.day]
-            args.append(len(u.sums))
-            for k, v in u.sums.items():
-                args += [k, _num(v)]
-            args.append(len(stamps))
-            for k, v in stamps.items():
-                args += [k, _num(v)]
-            args.append(len(u.last_values))
-            for k, v in u.last_values.items():
-                args += [k, v]
         try:
             applied, dups, late = self._script(args=args)
         except redis.RedisError as e:

@@ -24,10 +24,12 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ddso.features import behaviour
 from ddso.schemas.base import FunnelStage
-from ddso.schemas.events import EventBase
+from ddso.schemas.events import EventBase, Purchase
+from ddso.stores.offline import LINE_TYPE
 
 # Event type -> the funnel stage it moves a customer to.
 STAGE_OF_EVENT: dict[str, FunnelStage] = {
@@ -71,22 +73,30 @@ def updates_from_events(events: Iterable[EventBase]) -> list[Update]:
     events = list(events)
     if not events:
         return []
-    frame = pd.DataFrame(
+    table = pa.table(
         {
             "customer_id": [e.customer_id for e in events],
             "type": [e.type for e in events],  # type: ignore[attr-defined]
-            "event_time": pd.to_datetime([e.event_time for e in events], utc=True),
-            "lines": [
-                [ln.model_dump() for ln in e.lines] if e.type == "purchase" else None  # type: ignore[attr-defined]
-                for e in events
-            ],
+            "event_time": pa.array([e.event_time for e in events], pa.timestamp("us", tz="UTC")),
+            "lines": pa.array(
+                [
+                    [ln.model_dump() for ln in e.lines] if isinstance(e, Purchase) else None
+                    for e in events
+                ],
+                pa.list_(LINE_TYPE),
+            ),
         }
     )
-    parts = behaviour.contributions(frame)
+    parts = behaviour.contributions(table)
     sums = parts[list(behaviour.SUM_METRICS)].to_numpy()
+    times = parts["last_event_s"].to_numpy().tolist()
+    days = parts["day"].to_numpy().tolist()
+    rows, cols = np.nonzero(sums)
+    nonzero: list[dict[str, float]] = [{} for _ in events]
+    for i, j, v in zip(rows.tolist(), cols.tolist(), sums[rows, cols].tolist(), strict=True):
+        nonzero[i][behaviour.SUM_METRICS[j]] = v
     out = []
     for i, e in enumerate(events):
-        nz = np.flatnonzero(sums[i])
         last: dict[str, str] = {}
         stage = STAGE_OF_EVENT.get(e.type)  # type: ignore[attr-defined]
         if stage is not None:
@@ -94,16 +104,7 @@ def updates_from_events(events: Iterable[EventBase]) -> list[Update]:
         outcome = getattr(e, "outcome", None)
         if outcome is not None:
             last["last_crm_outcome"] = outcome
-        out.append(
-            Update(
-                customer_id=e.customer_id,
-                event_id=e.event_id,
-                time_s=float(parts["last_event_s"].iat[i]),
-                day=int(parts["day"].iat[i]),
-                sums={behaviour.SUM_METRICS[j]: float(sums[i, j]) for j in nz},
-                last_values=last,
-            )
-        )
+        out.append(Update(e.customer_id, e.event_id, times[i], days[i], nonzero[i], last))
     return out
 
 
