@@ -101,3 +101,22 @@ def test_stream_matches_batch_and_dead_letters_once(dataset, tmp_path):
     assert OfflineStore(settings.offline_store_path()).read(
         columns=["event_id"]
     ).num_rows == n - len(POISON)
+
+
+@pytest.mark.ray
+def test_two_consumers_as_ray_tasks_split_the_partitions(
+    ray_session, dataset, tmp_path, monkeypatch
+):
+    from pipelines.stream import main
+
+    monkeypatch.setenv("DDSO_HOME", str(tmp_path))
+    settings = load_settings()
+    n = publish(settings, dataset_records(dataset, batch_rows=1000), partitions=4)
+    results = main(Args(consumers=2, max_batch=500, poll_s=0.05, idle_exit_s=1.0))
+    assert len(results) == 2
+    assert all(r["received"] > 0 for r in results)  # each owns partitions of its own
+    assert sum(r["received"] for r in results) == n
+    assert sum(r["applied"] for r in results) == n
+    committed = LocalEventLog(settings.event_log_path()).committed(settings.kafka.group_id)
+    log = LocalEventLog(settings.event_log_path(), readonly=True)
+    assert committed == {p: log.end_offset(p) for p in range(4)}
