@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ddso.config import load_settings
-from ddso.features import behaviour, financial
+from ddso.features import behaviour, enrichment, financial
 from ddso.features.sets import CUSTOMER_FEATURES, FEATURE_SET_VERSION, cold_start_features
 from ddso.runtime import init_ray
 from pipelines._cli import parse_args
@@ -92,6 +92,8 @@ def customer_features(data_dir: str | Path, as_of: datetime) -> pd.DataFrame:
     """Every customer of the dataset with behavioural and financial features as of ``as_of``.
 
     Customers with a profile but no events before ``as_of`` get cold-start behaviour values.
+    The model features (``CUSTOMER_FEATURES``) come first; the enrichment joins (market data
+    by city and week, GA4 session signals) follow for the served profile.
     """
     data_dir = Path(data_dir)
     behav = behaviour_features(str(data_dir / "events"), as_of)
@@ -100,7 +102,11 @@ def customer_features(data_dir: str | Path, as_of: datetime) -> pd.DataFrame:
     defaults = cold_start_features()
     for col in CUSTOMER_FEATURES:
         merged[col] = merged[col].fillna(defaults[col]).astype("float64")
-    return merged[["customer_id", *CUSTOMER_FEATURES]].sort_values("customer_id", ignore_index=True)
+    merged = merged[["customer_id", *CUSTOMER_FEATURES]]
+    extra = enrichment.enrichment_features(data_dir / "warehouse", as_of)
+    merged = merged.merge(extra, on="customer_id", how="left")
+    merged[list(enrichment.FEATURE_COLUMNS)] = merged[list(enrichment.FEATURE_COLUMNS)].fillna(0.0)
+    return merged.sort_values("customer_id", ignore_index=True)
 
 
 def snapshot_path(out: str | Path, as_of: datetime) -> Path:

@@ -36,6 +36,22 @@ MAX_WINDOW_DAYS = 365
 """The longest window: daily partials older than this never change a feature."""
 
 _CONTACT_TYPES = ("crm_call", "crm_email", "crm_meeting", "offer_shown")
+# What the customer did, as opposed to what the seller did to them (contacts, offers shown).
+_ACTIVITY_TYPES = (
+    "session_start",
+    "view",
+    "click",
+    "cart_add",
+    "cart_remove",
+    "purchase",
+    "offer_accepted",
+    "offer_declined",
+    "complaint",
+    "enrollment",
+    "program_payment",
+)
+# UTC hours of the day parts; customers' own time zones are not known to the stream.
+_DAY_PARTS = {"night": (0, 6), "morning": (6, 12), "afternoon": (12, 18), "evening": (18, 24)}
 
 _COUNTED: dict[str, tuple[str, ...]] = {
     "purchases": ("purchase",),
@@ -51,8 +67,8 @@ _COUNTED: dict[str, tuple[str, ...]] = {
 }
 """Count metric -> the event types it counts."""
 
-SUM_METRICS: tuple[str, ...] = (*_COUNTED, "monetary", "gross")
-"""Partial columns merged by sum (counts, net and gross purchase amounts)."""
+SUM_METRICS: tuple[str, ...] = (*_COUNTED, "monetary", "gross", "activity", *_DAY_PARTS, "weekend")
+"""Partial columns merged by sum (counts, amounts, the customer's own activity by time)."""
 MAX_METRICS: tuple[str, ...] = ("last_event_s", "last_purchase_s", "last_contact_s")
 """Partial columns merged by max: epoch seconds, 0.0 meaning "never"."""
 MIN_METRICS: tuple[str, ...] = ("first_event_s",)
@@ -77,6 +93,14 @@ _WINDOWS: dict[str, tuple[str, int]] = {
     "complaints_365d": ("complaints", 365),
     "offers_shown_90d": ("offers_shown", 90),
     "offers_accepted_365d": ("offers_accepted", 365),
+    "complaints_30d": ("complaints", 30),
+    "activity_30d": ("activity", 30),
+    "activity_365d": ("activity", 365),
+    "night_365d": ("night", 365),
+    "morning_365d": ("morning", 365),
+    "afternoon_365d": ("afternoon", 365),
+    "evening_365d": ("evening", 365),
+    "weekend_365d": ("weekend", 365),
     "monetary_30d": ("monetary", 30),
     "monetary_90d": ("monetary", 90),
     "monetary_365d": ("monetary", 365),
@@ -108,11 +132,18 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "contacts_7d",
     "contacts_30d",
     "complaints_365d",
+    "open_complaint",
     "offers_shown_90d",
     "offers_accepted_365d",
     "days_since_last_event",
     "days_since_last_contact",
     "tenure_days",
+    "share_night_365d",
+    "share_morning_365d",
+    "share_afternoon_365d",
+    "share_evening_365d",
+    "weekend_share_365d",
+    "seasonality_index_30d",
 )
 """The behavioural features, in model order."""
 
@@ -162,6 +193,13 @@ def contributions(batch: pa.Table | pd.DataFrame, until: datetime | None = None)
         out["monetary"], out["gross"] = _purchase_amounts(table["lines"], n)
     else:
         out["monetary"] = out["gross"] = np.zeros(n)
+    active = np.isin(kind, _ACTIVITY_TYPES)
+    out["activity"] = active.astype(np.float64)
+    hour = np.floor(t % DAY_S / 3600)
+    for part, (lo, hi) in _DAY_PARTS.items():
+        out[part] = (active & (hour >= lo) & (hour < hi)).astype(np.float64)
+    weekday = (np.floor(t / DAY_S).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
+    out["weekend"] = (active & (weekday >= 5)).astype(np.float64)
     # 0.0 means "never": a max over seconds since 1970 ignores it whenever a real time exists.
     out["last_event_s"] = t
     out["last_purchase_s"] = np.where(kind == "purchase", t, 0.0)
@@ -243,8 +281,15 @@ def finalize(agg: pd.DataFrame, as_of: datetime | np.ndarray) -> pd.DataFrame:
             "days_since_last_event": _days_since(now, a["last_event_s"]),
             "days_since_last_contact": _days_since(now, a["last_contact_s"]),
             "tenure_days": _days_since(now, a["first_event_s"]),
+            # No resolution event exists: a complaint in the last 30 days counts as open.
+            "open_complaint": (col("complaints_30d") > 0).astype(np.float64),
+            "weekend_share_365d": _ratio(col("weekend_365d"), col("activity_365d")),
+            # Last 30 days' activity against the customer's own 30-day average over a year.
+            "seasonality_index_30d": _ratio(col("activity_30d"), col("activity_365d") * 30 / 365),
         }
     )
+    for part in _DAY_PARTS:
+        out[f"share_{part}_365d"] = _ratio(col(f"{part}_365d"), col("activity_365d"))
     for name in FEATURE_COLUMNS:
         if name not in out.columns:
             out[name] = col(name)

@@ -135,3 +135,24 @@ def test_windows_are_calendar_days_and_until_is_inclusive():
     assert f["views_7d"] == 2
     at = behaviour.contributions(events([("A", "view", 0, None)]), until=AS_OF)
     assert len(at) == 1  # an event exactly at `until` counts
+
+
+def test_temporal_profile_seasonality_and_open_complaint():
+    # AS_OF is Monday 2025-06-30 00:00 UTC.
+    rows = [
+        ("A", "view", 2 - 9 / 24, None),  # Saturday 09:00: morning, weekend
+        ("A", "click", 3 - 20 / 24, None),  # Friday 20:00: evening
+        ("A", "view", 101 - 3 / 24, None),  # Friday 2025-03-21 03:00: night
+        ("A", "crm_call", 1, None),  # the seller's action: not the customer's activity
+        ("A", "complaint", 10, None),  # 00:00 Friday, within 30 days: open
+    ]
+    f = behaviour.customer_features(events(rows), AS_OF).iloc[0]
+    assert f["share_morning_365d"] == pytest.approx(1 / 4)
+    assert f["share_evening_365d"] == pytest.approx(1 / 4)
+    assert f["share_night_365d"] == pytest.approx(2 / 4)  # 03:00 and the 00:00 complaint
+    assert f["weekend_share_365d"] == pytest.approx(1 / 4)
+    # 3 of 4 activities in the last 30 days vs a 30-day average of 4 * 30 / 365
+    assert f["seasonality_index_30d"] == pytest.approx(3 / (4 * 30 / 365))
+    assert f["open_complaint"] == 1.0
+    later = behaviour.customer_features(events(rows), AS_OF + timedelta(days=30)).iloc[0]
+    assert later["open_complaint"] == 0.0

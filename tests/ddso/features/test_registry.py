@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ddso.features import behaviour, financial
+from ddso.features import behaviour, enrichment, financial
 from ddso.features.registry import BY_NAME, FEATURES
 from ddso.features.sets import CUSTOMER_FEATURES, FEATURE_SET_VERSION
 from ddso.stores.state import CustomerState
@@ -13,7 +13,12 @@ pytestmark = pytest.mark.unit
 def test_registry_names_exactly_the_computed_features():
     online = CustomerState(daily={}).features("c", datetime(2025, 1, 1, tzinfo=UTC))
     online_only = set(online) - set(behaviour.FEATURE_COLUMNS)
-    computed = set(behaviour.FEATURE_COLUMNS) | set(financial.FEATURE_COLUMNS) | online_only
+    computed = (
+        set(behaviour.FEATURE_COLUMNS)
+        | set(financial.FEATURE_COLUMNS)
+        | set(enrichment.FEATURE_COLUMNS)
+        | online_only
+    )
     assert set(BY_NAME) == computed and len(FEATURES) == len(BY_NAME)
     assert set(CUSTOMER_FEATURES) <= set(BY_NAME)
 
