@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ddso.config import load_settings
-from ddso.features import behaviour, enrichment, financial
+from ddso.features import affinity, behaviour, enrichment, financial
 from ddso.features.sets import CUSTOMER_FEATURES, FEATURE_SET_VERSION, cold_start_features
 from ddso.runtime import init_ray
 from pipelines._cli import parse_args
@@ -93,7 +93,8 @@ def customer_features(data_dir: str | Path, as_of: datetime) -> pd.DataFrame:
 
     Customers with a profile but no events before ``as_of`` get cold-start behaviour values.
     The model features (``CUSTOMER_FEATURES``) come first; the enrichment joins (market data
-    by city and week, GA4 session signals) follow for the served profile.
+    by city and week, GA4 session signals) and the category affinities follow for the served
+    profile.
     """
     data_dir = Path(data_dir)
     behav = behaviour_features(str(data_dir / "events"), as_of)
@@ -106,6 +107,11 @@ def customer_features(data_dir: str | Path, as_of: datetime) -> pd.DataFrame:
     extra = enrichment.enrichment_features(data_dir / "warehouse", as_of)
     merged = merged.merge(extra, on="customer_id", how="left")
     merged[list(enrichment.FEATURE_COLUMNS)] = merged[list(enrichment.FEATURE_COLUMNS)].fillna(0.0)
+    merged = merged.merge(
+        affinity.affinity_features(data_dir / "warehouse", as_of), on="customer_id", how="left"
+    )
+    merged[list(affinity.NUMERIC_COLUMNS)] = merged[list(affinity.NUMERIC_COLUMNS)].fillna(0.0)
+    merged[list(affinity.LABEL_COLUMNS)] = merged[list(affinity.LABEL_COLUMNS)].fillna("")
     return merged.sort_values("customer_id", ignore_index=True)
 
 

@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ddso.features import behaviour, enrichment, financial
+from ddso.features import affinity, behaviour, enrichment, financial
 from ddso.features.registry import BY_NAME, FEATURES
 from ddso.features.sets import CUSTOMER_FEATURES, FEATURE_SET_VERSION
 from ddso.stores.state import CustomerState
@@ -17,6 +17,7 @@ def test_registry_names_exactly_the_computed_features():
         set(behaviour.FEATURE_COLUMNS)
         | set(financial.FEATURE_COLUMNS)
         | set(enrichment.FEATURE_COLUMNS)
+        | set(affinity.FEATURE_COLUMNS)
         | online_only
     )
     assert set(BY_NAME) == computed and len(FEATURES) == len(BY_NAME)
