@@ -80,6 +80,20 @@ def _cmd_data_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_publish(args: argparse.Namespace) -> int:
+    from ddso.io.publish import dataset_records, publish
+
+    settings = _settings(args)
+    n = publish(settings, dataset_records(Path(args.dir)), partitions=args.partitions)
+    where = (
+        settings.kafka.events_topic
+        if settings.kafka.bootstrap_servers
+        else settings.event_log_path()
+    )
+    print(f"published {n} events to {where}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from ddso.bench import run_benchmark
 
@@ -143,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     desc.add_argument("dir", metavar="DIR")
     desc.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     desc.set_defaults(func=_cmd_data_describe)
+
+    pub = data.add_parser(
+        "publish", help="replay a dataset's events into Kafka (if configured) or the local log"
+    )
+    pub.add_argument("dir", metavar="DIR")
+    pub.add_argument("--partitions", type=_positive_int, default=4, help="for a new topic/log")
+    pub.set_defaults(func=_cmd_data_publish)
 
     bench = sub.add_parser("bench", help="run a benchmark from benchmarks/")
     bench.add_argument("name", help="benchmark name, e.g. generate")

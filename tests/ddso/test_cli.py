@@ -73,3 +73,17 @@ def test_bench_writes_one_flat_json_object(capsys, tmp_path):
     assert written["benchmark"] == "generate" and written["cores"] >= 1
     assert written["version_ray"] == "2.60.0" and written["events_per_s"] > 0
     assert all(not isinstance(v, dict | list) for v in written.values())
+
+
+def test_publish_replays_a_dataset_into_the_local_log(capsys, tmp_path, monkeypatch):
+    from ddso.data.generator import GeneratorConfig, generate
+    from ddso.io.eventlog import LocalEventLog
+
+    generate(GeneratorConfig(customers=50, days=10, seed=1), tmp_path / "d", progress=False)
+    monkeypatch.setenv("DDSO_HOME", str(tmp_path / "home"))
+    assert main(["data", "publish", str(tmp_path / "d"), "--partitions", "2"]) == 0
+    n = int(capsys.readouterr().out.split()[1])
+    log = LocalEventLog(tmp_path / "home" / "events", readonly=True)
+    assert n > 0 and log.end_offset(0) + log.end_offset(1) == n
+    assert main(["data", "publish", str(tmp_path / "missing")]) == 2
+    assert "manifest.json" in one_line_error(capsys)
