@@ -94,6 +94,26 @@ def _cmd_data_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_propensity(args: argparse.Namespace) -> int:
+    from ddso.models.tabular import train_tabular, write_metrics
+
+    settings = _settings(args)
+    result = train_tabular(
+        Path(args.data),
+        args.target,
+        settings.registry_path(),
+        id_col=args.id,
+        time_col=args.time,
+        name=args.name,
+    )
+    if args.json:
+        write_metrics(result, Path(args.json))
+    print(
+        json.dumps({**result.metrics, "model": f"{result.version.name}:{result.version.version}"})
+    )
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from ddso.bench import run_benchmark
 
@@ -164,6 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("dir", metavar="DIR")
     pub.add_argument("--partitions", type=_positive_int, default=4, help="for a new topic/log")
     pub.set_defaults(func=_cmd_data_publish)
+
+    train = sub.add_parser("train", help="train models").add_subparsers(
+        dest="train_command", required=True, parser_class=_Parser
+    )
+    prop = train.add_parser("propensity", help="a binary propensity model on your own table")
+    prop.add_argument("--data", required=True, metavar="FILE", help=".csv or .parquet")
+    prop.add_argument("--target", required=True, metavar="COLUMN", help="yes/no, true/false, 1/0")
+    prop.add_argument("--id", metavar="COLUMN", help="an identifier column, not a feature")
+    prop.add_argument("--time", metavar="COLUMN", help="validate on the newest 20%% of rows")
+    prop.add_argument("--name", default="propensity_custom", help="registry model name")
+    prop.add_argument("--json", metavar="PATH", help="write the metrics here")
+    prop.set_defaults(func=_cmd_train_propensity)
 
     bench = sub.add_parser("bench", help="run a benchmark from benchmarks/")
     bench.add_argument("name", help="benchmark name, e.g. generate")

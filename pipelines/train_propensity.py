@@ -4,7 +4,8 @@ Label: the customer buys within ``horizon_days`` after the cutoff; features: eve
 at the cutoff (point in time: :mod:`ddso.features` drops later events). The cutoff is the end
 of the observation window minus the horizon, so labels are complete. Customers are split into
 train and validation by a stable hash of their id; the validation set drives early stopping
-and the reported metrics. The model is registered as ``propensity`` and promoted.
+and the reported metrics. The model is registered as ``propensity``; it becomes the champion through
+the registry's gate (not worse than the champion on the same holdout).
 
     python -m pipelines.train_propensity --data .ddso/data --registry .ddso/registry
     ray job submit --working-dir . -- \
@@ -26,7 +27,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from ddso.config import load_settings
 from ddso.features.sets import CUSTOMER_FEATURES, FEATURE_SET, FEATURE_SET_VERSION
-from ddso.models.registry import ModelRegistry, ModelVersion
+from ddso.models.registry import ModelRegistry, ModelVersion, PromotionRefused
 from ddso.models.xgb import fit_with_ray_train
 from ddso.runtime import init_ray
 from pipelines._cli import parse_args
@@ -142,12 +143,19 @@ def main(args: Args) -> ModelVersion:
                 "cutoff": cutoff.isoformat(),
                 "data": str(Path(args.data).resolve()),
                 "data_fingerprint": fingerprint(frame),
+                "holdout": fingerprint(valid[["customer_id", LABEL]]),
                 "params": params,
                 "trainer": f"ray.train.xgboost.XGBoostTrainer(num_workers={args.num_workers})",
             },
-            promote=True,
         )
-    print(f"train_propensity: registered {version.name}:{version.version} {json.dumps(metrics)}")
+    registry = ModelRegistry(args.registry)
+    if registry.champion(MODEL_NAME).version != version.version:
+        try:
+            registry.promote(MODEL_NAME, version.version, metric="valid_auc")
+        except PromotionRefused as refused:
+            print(f"train_propensity: {refused}")
+    stage = registry.stage(MODEL_NAME, version.version)
+    print(f"train_propensity: {version.name}:{version.version} ({stage}) {json.dumps(metrics)}")
     return version
 
 
