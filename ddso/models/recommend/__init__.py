@@ -1,0 +1,1 @@
+"""Recommenders: collaborative filtering, rules, popularity, content, hybrid, evaluation."""
