@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ddso.policy.eligibility import why_ineligible
 from ddso.schemas.base import Band, Channel
-
-_BAND_ORDER = {b: i for i, b in enumerate(Band)}  # A=0 (best) .. E=4
 
 
 @dataclass(frozen=True)
@@ -53,17 +52,19 @@ MAX_CONTACTS_7D = 3
 
 def ineligibility(offer: Offer, band: Band, features: Mapping[str, float], age: int) -> str | None:
     """Why ``offer`` may not be made to this customer, or None if it may."""
-    if offer.min_band is not None and _BAND_ORDER[band] > _BAND_ORDER[offer.min_band]:
-        return f"band {band.value} is below the minimum {offer.min_band.value}"
-    dti = features["debt_to_income"]
-    if offer.max_debt_to_income is not None and dti > offer.max_debt_to_income:
-        return f"debt-to-income {dti:.2f} exceeds {offer.max_debt_to_income:.2f}"
-    if offer.min_age is not None and age < offer.min_age:
-        return f"age {age} is below {offer.min_age}"
-    income = features["monthly_income"]
-    if offer.min_income_monthly is not None and income < offer.min_income_monthly:
-        return f"monthly income {income:,.0f} is below {offer.min_income_monthly:,.0f}"
-    return None
+    limits = {
+        "min_band": offer.min_band,
+        "max_debt_to_income": offer.max_debt_to_income,
+        "min_age": offer.min_age,
+        "min_income_monthly": offer.min_income_monthly,
+    }
+    facts = {
+        "band": band,
+        "debt_to_income": features["debt_to_income"],
+        "age": age,
+        "monthly_income": features["monthly_income"],
+    }
+    return why_ineligible(limits, facts)
 
 
 def choose_channel(facts: CustomerFacts) -> str | None:

@@ -5,9 +5,8 @@ summed with their weights. Then, in this order:
 
 1. eligibility: ``eligibility(customer_id, products) -> bool mask``, or, when a ``customers``
    frame (indexed by ``customer_id``, columns ``band``, ``debt_to_income``, ``age``,
-   ``income_monthly``) is given, the products' ``eligibility_*`` columns against it; a rule
-   whose customer attribute is unknown fails, since offering a financial product to someone we
-   cannot assess is the costly mistake;
+   ``monthly_income``) is given, the products' ``eligibility_*`` columns against it, by the
+   rules of :mod:`ddso.policy.eligibility` (shared with arbitration; an unknown fact fails);
 2. products the customer already owns are dropped;
 3. diversity: walking down the ranking, at most ``max_per_category`` items per category.
 
@@ -25,10 +24,9 @@ import pandas as pd
 from ddso.errors import UserError
 from ddso.models.recommend.base import Recommender, top_k
 from ddso.models.recommend.popularity import Trending
-from ddso.schemas.base import Band
+from ddso.policy.eligibility import eligible_mask
 
 Eligibility = Callable[[str, pd.DataFrame], np.ndarray]
-_BAND_RANK = {str(b): i for i, b in enumerate(Band)}  # A = 0 (best)
 
 
 def minmax(scores: np.ndarray) -> np.ndarray:
@@ -44,24 +42,7 @@ def minmax(scores: np.ndarray) -> np.ndarray:
 
 def rule_eligibility(products: pd.DataFrame, customer: Mapping[str, object] | None) -> np.ndarray:
     """True where the customer meets every ``eligibility_*`` rule the product has."""
-    c = {} if customer is None else dict(customer)
-
-    def get(name: str) -> float:
-        value = c.get(name)
-        return np.nan if value is None or pd.isna(value) else value
-
-    ok = np.ones(len(products), dtype=bool)
-    if "eligibility_min_band" in products:
-        worst = products["eligibility_min_band"].map(_BAND_RANK).to_numpy(dtype=float)
-        band = _BAND_RANK.get(str(get("band")), np.nan)
-        ok &= np.isnan(worst) | (band <= worst)
-    for column, name, sign in (("eligibility_max_debt_to_income", "debt_to_income", -1),
-                               ("eligibility_min_age", "age", 1),
-                               ("eligibility_min_income_monthly", "income_monthly", 1)):
-        if column in products:
-            limit = products[column].to_numpy(dtype=float)
-            ok &= np.isnan(limit) | (sign * float(get(name)) >= sign * limit)
-    return ok
+    return eligible_mask(products, {} if customer is None else dict(customer))
 
 
 class Hybrid(Recommender):
@@ -71,10 +52,16 @@ class Hybrid(Recommender):
     ``segment_popularity_`` the per-segment popularity used for cold starts.
     """
 
-    def __init__(self, components: Mapping[str, tuple[Recommender, float]],
-                 eligibility: Eligibility | None = None, customers: pd.DataFrame | None = None,
-                 max_per_category: int | None = 3, exclude_owned: bool = True,
-                 fallback: Recommender | None = None, segments: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        components: Mapping[str, tuple[Recommender, float]],
+        eligibility: Eligibility | None = None,
+        customers: pd.DataFrame | None = None,
+        max_per_category: int | None = 3,
+        exclude_owned: bool = True,
+        fallback: Recommender | None = None,
+        segments: Mapping[str, str] | None = None,
+    ):
         self.components = components
         self.eligibility = eligibility
         self.customers = customers
@@ -85,17 +72,23 @@ class Hybrid(Recommender):
 
     def _fit(self, interactions: pd.DataFrame, products: pd.DataFrame) -> None:
         if not self.components:
-            raise UserError("Hybrid needs at least one component; pass components={name: "
-                            "(model, weight)}")
+            raise UserError(
+                "Hybrid needs at least one component; pass components={name: (model, weight)}"
+            )
         self.fallback_ = self.fallback if self.fallback is not None else Trending()
         for model in [m for m, _ in self.components.values()] + [self.fallback_]:
             model.fit(interactions, products)
             if not np.array_equal(model.items_, self.items_):
-                raise UserError(f"{type(model).__name__} indexed items differently; components "
-                                "must be Recommender subclasses fitted on the same data")
-        self.products_ = (products.assign(product_id=products["product_id"].astype(str))
-                          .drop_duplicates("product_id").set_index("product_id")
-                          .reindex(self.item_pos_))
+                raise UserError(
+                    f"{type(model).__name__} indexed items differently; components "
+                    "must be Recommender subclasses fitted on the same data"
+                )
+        self.products_ = (
+            products.assign(product_id=products["product_id"].astype(str))
+            .drop_duplicates("product_id")
+            .set_index("product_id")
+            .reindex(self.item_pos_)
+        )
         self.categories_ = self.products_["category_id"].astype("string").fillna("?").to_numpy()
         self.segment_popularity_ = {}
         if self.segments:
@@ -103,7 +96,8 @@ class Hybrid(Recommender):
             for name, part in interactions.groupby(seg.to_numpy()):
                 sums = part.groupby(part["product_id"].astype(str))["weight"].sum()
                 self.segment_popularity_[name] = sums.reindex(
-                    self.item_pos_, fill_value=0.0).to_numpy(dtype=float)
+                    self.item_pos_, fill_value=0.0
+                ).to_numpy(dtype=float)
 
     def scores(self, customer_id: str) -> np.ndarray:
         """Blended scores before the business rules; the cold-start fallback without history."""
@@ -123,11 +117,11 @@ class Hybrid(Recommender):
         if self.customers is None:
             return np.ones(len(self.items_), dtype=bool)
         known = customer_id in self.customers.index
-        return rule_eligibility(self.products_,
-                                self.customers.loc[customer_id] if known else None)
+        return rule_eligibility(self.products_, self.customers.loc[customer_id] if known else None)
 
-    def recommend(self, customer_id: str, k: int = 10,
-                  exclude: Iterable[str] = frozenset()) -> list[tuple[str, float]]:
+    def recommend(
+        self, customer_id: str, k: int = 10, exclude: Iterable[str] = frozenset()
+    ) -> list[tuple[str, float]]:
         """Top ``k`` after eligibility, owned-product exclusion and the per-category cap."""
         self._check_fitted()
         scores = np.where(self.eligible(customer_id), self.scores(customer_id), np.nan)
