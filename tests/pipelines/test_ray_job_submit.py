@@ -54,19 +54,25 @@ def test_ray_job_submit_trains_and_registers(tmp_path):
                             start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while subprocess.run([str(RAY), "job", "list", "--address", address], env=env,
                              capture_output=True).returncode != 0:
             assert head.poll() is None, (tmp_path / "ray-start.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the Jobs API did not come up in 120 s"
+            assert time.monotonic() < deadline, "the Jobs API did not come up in 180 s"
             time.sleep(1)
         registry = tmp_path / "registry"
-        job = subprocess.run(
-            [str(RAY), "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
-             "python", "-m", "pipelines.train_propensity", "--data", str(data),
-             "--registry", str(registry), "--storage", str(tmp_path / "results")],
-            env=env, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+        submit = [
+            str(RAY), "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
+            "python", "-m", "pipelines.train_propensity", "--data", str(data),
+            "--registry", str(registry), "--storage", str(tmp_path / "results"),
+        ]  # fmt: skip
+        # The Jobs API can answer before the node's agent is up; Ray then asks to retry.
+        retry_until = time.monotonic() + 120
+        while True:
+            job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
+            if "No available agent" not in job.stderr or time.monotonic() > retry_until:
+                break
+            time.sleep(2)
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
         assert "succeeded" in job.stdout
         champion = ModelRegistry(registry).champion("propensity")
