@@ -44,10 +44,18 @@ def test_ray_job_submit_trains_and_registers(tmp_path):
     env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     # The job's `python` must be this environment's, as it is in a cluster's image.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # Every port the node's agents use is free-picked: the suite's own Ray session already
+    # holds the defaults (e.g. the dashboard agent's 52365), and a clash leaves the new node
+    # without an agent ("No available agent to submit job").
+    agent_ports = {
+        flag: free_port()
+        for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                     "metrics-export-port", "runtime-env-agent-port", "ray-client-server-port")
+    }  # fmt: skip
     start = [
         str(RAY), "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2",
         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-        f"--temp-dir={ray_tmp}",
+        f"--temp-dir={ray_tmp}", *(f"--{flag}={port}" for flag, port in agent_ports.items()),
     ]  # fmt: skip
     log = open(tmp_path / "ray-start.log", "wb")  # noqa: SIM115 - closed in finally
     head = subprocess.Popen(start, env=env, stdout=log, stderr=subprocess.STDOUT,
