@@ -1,10 +1,20 @@
-"""A folder-backed model registry: versioned artifacts, metadata, lineage and a champion.
+"""A model registry on any fsspec filesystem: versioned artifacts, metadata, lineage, a champion.
 
-Layout under the registry root::
+The root is a local folder, a ``file://`` URI or any fsspec URI (``s3://bucket/models``,
+``gs://...``, ``memory://...``; the protocol's package, e.g. ``s3fs`` or ``gcsfs``, must be
+installed). Layout under the root::
 
-    <name>/<version>/   artifact files + metadata.json (staged in a temp folder, then renamed)
-    <name>/CHAMPION     the version that serving loads (replaced atomically)
-    <name>/HISTORY      one JSON line per promotion or rollback, with the scores compared
+    <name>/<version>/.claim         created first and exclusively: the version number is taken
+    <name>/<version>/<artifact>     the artifact files
+    <name>/<version>/metadata.json  written last: a version exists once this file does
+    <name>/CHAMPION                 one small JSON, replaced whole: the champion and the history
+                                    of promotions and rollbacks, with the scores compared
+
+Object stores have no rename, so nothing here relies on one: a crash while registering leaves
+a folder without ``metadata.json`` that no reader lists (its number is skipped), and a crash
+while promoting leaves the previous ``CHAMPION`` in place. Two writers racing for one number
+are kept apart by the exclusive create (``open(..., "xb")``), which local and memory
+filesystems and recent s3fs, gcsfs and adlfs releases honour.
 
 Stages: every registered version starts as a *candidate*; :meth:`ModelRegistry.promote` makes
 it the *champion* through a gate (a candidate worse than the champion on the same holdout is
@@ -14,7 +24,8 @@ refused, with the numbers); a champion that is replaced becomes *retired*;
 Versions are ``v0001``, ``v0002``, ... in registration order. Metadata records the metrics,
 feature list and feature-set version, a fingerprint of the training data, the code version,
 the creation time and the sha256 of every artifact file, so a decision can name exactly what
-scored it.
+scored it. :meth:`ModelVersion.artifact` gives a local file for loaders that need one: the file
+itself in a local registry, else a copy downloaded once into a cache keyed by its sha256.
 """
 
 from __future__ import annotations
@@ -22,15 +33,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
+import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
 import ddso
-from ddso.errors import ConfigError, UserError
+from ddso.errors import ConfigError, DataFileError, UserError
+
+_VERSION = re.compile(r"v\d{4,}")
 
 
 class PromotionRefused(UserError):
@@ -39,13 +55,17 @@ class PromotionRefused(UserError):
 
 @dataclass(frozen=True)
 class ModelVersion:
+    """One registered version; ``uri`` is its folder in the registry."""
+
     name: str
     version: str
-    path: Path
+    uri: str
     metadata: dict[str, Any]
+    registry: ModelRegistry = field(repr=False, compare=False)
 
     def artifact(self, filename: str) -> Path:
-        return self.path / filename
+        """A local file holding the artifact ``filename`` (see the module docstring)."""
+        return self.registry._local_copy(self, filename)
 
     @property
     def artifact_sha256(self) -> str:
@@ -63,45 +83,70 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _default_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ddso" / "registry"
+
+
 class ModelRegistry:
-    """Registry rooted at a local folder (``file://`` URIs accepted)."""
+    """Registry rooted at ``uri`` (a folder or an fsspec URI; see the module docstring).
 
-    def __init__(self, uri: str | Path):
-        text = str(uri)
-        if text.startswith("file://"):
-            text = text[len("file://") :]
-        elif "://" in text:
+    ``cache_dir`` holds the local copies of artifacts of a remote registry (default:
+    ``$XDG_CACHE_HOME/ddso/registry``, else ``~/.cache/ddso/registry``).
+    """
+
+    def __init__(self, uri: str | Path, *, cache_dir: str | Path | None = None):
+        self.uri = str(uri)
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(self.uri)
+        except ImportError as e:
+            protocol = self.uri.split("://", 1)[0]
             raise ConfigError(
-                f"registry_uri {uri!r}: only local folders and file:// URIs are supported; "
-                "mount the object store or use a shared volume"
-            )
-        self.root = Path(text)
+                f"registry_uri {self.uri!r}: the package for {protocol}:// is not installed "
+                f"({e}); install it, or use a local folder"
+            ) from e
+        except ValueError as e:
+            raise ConfigError(
+                f"registry_uri {self.uri!r}: {e}; use a local folder or an fsspec URI such as "
+                "s3://bucket/models"
+            ) from e
+        self.root = self.root.rstrip("/")
+        self.local = isinstance(self.fs, LocalFileSystem)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache()
 
-    def _model_dir(self, name: str) -> Path:
+    def _model_dir(self, name: str) -> str:
         if not name.replace("_", "").replace("-", "").isalnum():
             raise UserError(f"model name {name!r} must be letters, digits, '_' or '-'")
-        return self.root / name
+        return f"{self.root}/{name}"
+
+    def _numbered(self, name: str) -> tuple[list[str], int]:
+        """The complete versions of ``name`` and the highest number taken, complete or not."""
+        model_dir = self._model_dir(name)
+        complete, highest = [], 0
+        for path in self.fs.find(model_dir):
+            parts = path[len(model_dir) :].strip("/").split("/")
+            if len(parts) == 2 and _VERSION.fullmatch(parts[0]):
+                highest = max(highest, int(parts[0][1:]))
+                if parts[1] == "metadata.json":
+                    complete.append(parts[0])
+        return sorted(complete), highest
 
     def versions(self, name: str) -> list[str]:
-        d = self._model_dir(name)
-        if not d.exists():
-            return []
-        return sorted(p.name for p in d.iterdir() if p.is_dir() and p.name.startswith("v"))
+        """The complete versions of ``name``, oldest first."""
+        return self._numbered(name)[0]
 
     def register(
         self, name: str, files: dict[str, Path], metadata: dict[str, Any], *, promote: bool = False
     ) -> ModelVersion:
-        """Copy ``files`` (artifact name -> source path) into a new version and return it."""
-        model_dir = self._model_dir(name)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
-        digests = {}
-        for artifact, src in files.items():
-            shutil.copyfile(src, staging / artifact)
-            digests[artifact] = _sha256(staging / artifact)
-        existing = self.versions(name)
-        while True:
-            version = f"v{(int(existing[-1][1:]) + 1 if existing else 1):04d}"
+        """Copy ``files`` (artifact name -> local source path) into a new version and return it.
+
+        The first version of a model (or any version while there is no champion) is promoted.
+        """
+        digests = {artifact: _sha256(Path(src)) for artifact, src in files.items()}
+        version = self._claim(name)
+        folder = f"{self._model_dir(name)}/{version}"
+        try:
+            for artifact, src in files.items():
+                self.fs.put_file(str(src), f"{folder}/{artifact}")
             meta = {
                 **metadata,
                 "name": name,
@@ -110,29 +155,41 @@ class ModelRegistry:
                 "code_version": ddso.__version__,
                 "artifacts": digests,
             }
-            (staging / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
-            final = model_dir / version
-            try:
-                # rename is atomic: readers see either no version or a complete one, and of
-                # two writers racing for one number the second gets the next.
-                os.rename(staging, final)
-                break
-            except OSError:
-                existing = self.versions(name)
-        mv = ModelVersion(name, version, final, meta)
-        if promote or not existing:
+            self._write(f"{folder}/metadata.json", json.dumps(meta, indent=2, default=str))
+        except BaseException:
+            self.fs.rm(folder, recursive=True)
+            raise
+        mv = ModelVersion(name, version, self._uri(folder), meta, self)
+        if promote or self._state(name)["champion"] is None:
             self.promote(name, version)
         return mv
 
+    def _claim(self, name: str) -> str:
+        """Take the next free version number with an exclusive create of its ``.claim``."""
+        number = self._numbered(name)[1] + 1
+        while True:
+            version = f"v{number:04d}"
+            folder = f"{self._model_dir(name)}/{version}"
+            self.fs.makedirs(folder, exist_ok=True)
+            try:
+                with self.fs.open(f"{folder}/.claim", "xb") as f:
+                    f.write(json.dumps({"claimed_at": datetime.now(UTC).isoformat()}).encode())
+                return version
+            except FileExistsError:
+                number += 1
+
     def get(self, name: str, version: str) -> ModelVersion:
-        path = self._model_dir(name) / version
-        meta_path = path / "metadata.json"
-        if not meta_path.exists():
+        folder = f"{self._model_dir(name)}/{version}"
+        try:
+            if not _VERSION.fullmatch(version):
+                raise FileNotFoundError(version)
+            meta = json.loads(self.fs.cat_file(f"{folder}/metadata.json"))
+        except FileNotFoundError:
             known = ", ".join(self.versions(name)) or "none"
             raise UserError(
-                f"model {name!r} has no version {version!r} in {self.root} (known: {known})"
-            )
-        return ModelVersion(name, version, path, json.loads(meta_path.read_text()))
+                f"model {name!r} has no version {version!r} in {self.uri} (known: {known})"
+            ) from None
+        return ModelVersion(name, version, self._uri(folder), meta, self)
 
     def promote(
         self,
@@ -175,8 +232,7 @@ class ModelRegistry:
                     "holdout; the champion stays"
                 )
             entry.update(metric=metric, candidate_score=cand, champion_score=champion_score)
-        self._point(name, version)
-        self._log(name, entry)
+        self._record(name, version, entry)
         return candidate
 
     def rollback(self, name: str) -> ModelVersion:
@@ -190,47 +246,109 @@ class ModelRegistry:
         target = promotions[-1]["previous"] if promotions else None
         if target is None:
             raise UserError(f"model {name!r}: champion {current.version} has no predecessor")
-        self._point(name, target)
-        self._log(name, {"action": "rollback", "version": target, "previous": current.version})
+        self._record(
+            name, target, {"action": "rollback", "version": target, "previous": current.version}
+        )
         return self.get(name, target)
 
     def history(self, name: str) -> list[dict[str, Any]]:
-        path = self._model_dir(name) / "HISTORY"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        """Every promotion and rollback of ``name``, oldest first."""
+        return self._state(name)["history"]
 
     def stage(self, name: str, version: str) -> str:
         """``champion``, ``retired`` (was champion once) or ``candidate``."""
         self.get(name, version)
-        current = self._champion_or_none(name)
-        if current is not None and current.version == version:
+        state = self._state(name)
+        if state["champion"] == version:
             return "champion"
-        if any(e["version"] == version for e in self.history(name)):
+        if any(e["version"] == version for e in state["history"]):
             return "retired"
         return "candidate"
 
-    def _point(self, name: str, version: str) -> None:
-        pointer = self._model_dir(name) / "CHAMPION"
-        tmp = pointer.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(version + "\n")
-        os.replace(tmp, pointer)
-
-    def _log(self, name: str, entry: dict[str, Any]) -> None:
-        entry = {**entry, "at": datetime.now(UTC).isoformat()}
-        with (self._model_dir(name) / "HISTORY").open("a") as f:
-            f.write(json.dumps(entry) + "\n")
-
-    def _champion_or_none(self, name: str) -> ModelVersion | None:
-        pointer = self._model_dir(name) / "CHAMPION"
-        return self.get(name, pointer.read_text().strip()) if pointer.exists() else None
-
     def champion(self, name: str) -> ModelVersion:
         """The promoted version of ``name``; a clear error if there is none yet."""
-        pointer = self._model_dir(name) / "CHAMPION"
-        if not pointer.exists():
+        current = self._champion_or_none(name)
+        if current is None:
             raise UserError(
-                f"no champion for model {name!r} in registry {self.root}; train one first "
+                f"no champion for model {name!r} in registry {self.uri}; train one first "
                 f"(e.g. `ddso up` or `python -m pipelines.train_propensity`)"
             )
-        return self.get(name, pointer.read_text().strip())
+        return current
+
+    def _champion_or_none(self, name: str) -> ModelVersion | None:
+        version = self._state(name)["champion"]
+        return None if version is None else self.get(name, version)
+
+    def _state(self, name: str) -> dict[str, Any]:
+        """``{"champion": version or None, "history": [...]}`` from ``<name>/CHAMPION``.
+
+        A ``CHAMPION`` that is not JSON is the earlier layout (the bare version, the history
+        as JSON lines in ``HISTORY``); the next promotion rewrites it as JSON.
+        """
+        model_dir = self._model_dir(name)
+        try:
+            text = self.fs.cat_file(f"{model_dir}/CHAMPION").decode()
+        except FileNotFoundError:
+            return {"champion": None, "history": []}
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            try:
+                lines = self.fs.cat_file(f"{model_dir}/HISTORY").decode().splitlines()
+            except FileNotFoundError:
+                lines = []
+            return {"champion": text.strip(), "history": [json.loads(x) for x in lines if x]}
+
+    def _record(self, name: str, champion: str, entry: dict[str, Any]) -> None:
+        state = self._state(name)
+        state = {
+            "champion": champion,
+            "history": [*state["history"], {**entry, "at": datetime.now(UTC).isoformat()}],
+        }
+        model_dir = self._model_dir(name)
+        self._write(f"{model_dir}/CHAMPION", json.dumps(state, indent=1) + "\n")
+        if self.fs.exists(f"{model_dir}/HISTORY"):
+            self.fs.rm_file(f"{model_dir}/HISTORY")
+
+    def _write(self, path: str, text: str) -> None:
+        """Replace ``path`` whole: one PUT on object stores, a rename on local disks."""
+        if not self.local:
+            self.fs.pipe_file(path, text.encode())
+            return
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+
+    def _uri(self, path: str) -> str:
+        return path if self.local else self.fs.unstrip_protocol(path)
+
+    def _local_copy(self, version: ModelVersion, filename: str) -> Path:
+        digest = version.metadata["artifacts"].get(filename)
+        if digest is None:
+            raise UserError(
+                f"model {version.name} {version.version} has no artifact {filename!r} "
+                f"(artifacts: {', '.join(sorted(version.metadata['artifacts']))})"
+            )
+        source = f"{self._model_dir(version.name)}/{version.version}/{filename}"
+        if self.local:
+            return Path(source)
+        # Keyed by content, so a cached copy is never stale, whatever registry it came from.
+        target = self.cache_dir / digest / filename
+        if target.exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".download-", dir=target.parent)
+        os.close(fd)
+        try:
+            self.fs.get_file(source, tmp)
+            if _sha256(Path(tmp)) != digest:
+                raise DataFileError(
+                    f"{self._uri(source)}: sha256 differs from the one registered in its "
+                    "metadata; the artifact was changed after registration, register it again"
+                )
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return target
