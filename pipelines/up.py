@@ -98,6 +98,14 @@ def send_sample_requests(url: str, customer_ids: list[str]) -> list[dict]:
     return decisions
 
 
+def propensity_horizon(days: int) -> int:
+    """30 days, or less on a short dataset: three periods (train, valid, test) must fit."""
+    from pipelines.train_propensity import Args as TrainArgs
+
+    history = TrainArgs.history_days
+    return max(1, min(30, (days - history - 1) // 3))
+
+
 def main(args: Args) -> int:
     from ray import serve
 
@@ -131,10 +139,11 @@ def main(args: Args) -> int:
             data=str(data_dir),
             registry=settings.registry_path(),
             storage=str((settings.home / "ray_results").resolve()),
+            horizon_days=propensity_horizon(args.days),
         )
     )
-    auc = version.metadata["metrics"]["valid_auc"]
-    _done(t0, f"{version.name}:{version.version} valid_auc={auc:.3f}")
+    auc = version.metadata["metrics"]["test_auc"]
+    _done(t0, f"{version.name}:{version.version} test_auc={auc:.3f} (newest period)")
 
     t0 = _stage(5, f"deploy the Serve app on http://{settings.serve.host}:{port}")
     serve.start(http_options={"host": settings.serve.host, "port": port})

@@ -34,6 +34,7 @@ from ddso.features.sets import (
     cold_start_features,
 )
 from ddso.models import scorecard
+from ddso.models.binary import load_calibrator
 from ddso.models.reasons import top_reasons
 from ddso.models.registry import ModelRegistry
 from ddso.models.xgb import XGBScorer
@@ -101,12 +102,13 @@ class Assessment:
         version = ModelRegistry(registry).champion(PROPENSITY_MODEL)
         self.features = version.metadata["features"]
         self.scorer = XGBScorer(version.artifact("model.ubj"), self.features)
+        self.calibrator = load_calibrator(version)
         self.version = f"{version.name}:{version.version}"
         self.artifact_sha256 = version.artifact_sha256
 
     def score(self, features: dict[str, float]) -> dict[str, Any]:
         row = self.scorer.vector(features)
-        propensity = self.scorer.predict(row)
+        propensity = float(self.calibrator.apply(self.scorer.predict(row)))
         reasons = top_reasons(self.scorer.contributions(row), self.features, row[0])
         health = scorecard.health_score(features)
         return {

@@ -27,6 +27,7 @@ with both constrained inputs in opposite directions).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,14 @@ from sklearn.model_selection import train_test_split
 
 from ddso.data.real import GERMAN_CREDIT_CATEGORIES, GERMAN_CREDIT_NUMERIC
 from ddso.errors import UserError
+from ddso.features.context import PROGRAM_KINDS, offer_context
+from ddso.features.financial import FEATURE_COLUMNS as FINANCIAL_FEATURES
+from ddso.models import scorecard
+from ddso.models.binary import BinaryModel, monotone_constraints
+from ddso.models.reasons import Reason
+from ddso.models.registry import ModelRegistry
+from ddso.policy.eligibility import eligible_mask
+from ddso.schemas.base import Channel
 
 _ORDERED: dict[str, tuple[str, tuple[str, ...]]] = {
     # source column -> (ordinal feature, labels in increasing order; other labels become NaN)
@@ -104,10 +113,6 @@ def prepare_assessment(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _monotone_tuple(columns: list[str], monotone: dict[str, int]) -> str:
-    return "(" + ",".join(str(monotone.get(c, 0)) for c in columns) + ")"
-
-
 def fit_assessment(X: pd.DataFrame, y: pd.Series | np.ndarray,
                    params: dict[str, Any] | None = None, *,
                    monotone: dict[str, int] | None = None,
@@ -136,7 +141,7 @@ def fit_assessment(X: pd.DataFrame, y: pd.Series | np.ndarray,
         raise UserError(f"fit_assessment: {categorical[0]!r} is categorical; XGBoost can only "
                         "constrain numeric features")
     full = {**DEFAULT_PARAMS, "seed": seed, **(params or {})}
-    full["monotone_constraints"] = _monotone_tuple(list(X.columns), monotone)
+    full["monotone_constraints"] = monotone_constraints(list(X.columns), monotone)
     rounds = num_boost_round
     if early_stopping_rounds:
         X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=valid_fraction,
@@ -157,3 +162,108 @@ def predict_bad_proba(model: xgb.Booster, X: pd.DataFrame) -> np.ndarray:
                         f"({list(X.columns)[:3]}... vs {(model.feature_names or [])[:3]}...); "
                         "prepare X with prepare_assessment")
     return model.predict(xgb.DMatrix(X, enable_categorical=True))
+
+
+# --- The platform's assessment: financial health on the platform's own features ------------
+#
+# Trained by ``pipelines.train_assessment`` on enrolments whose program ended: ``risk`` is
+# P(missed payments: a dropout for missed payments or a payment 30+ days late), ``graduation``
+# P(the program is completed). Both read the financial features as they were at enrolment;
+# graduation also reads the program (kind, payment against income).
+
+RISK_MODEL, GRADUATION_MODEL = "assessment_risk", "graduation"
+
+RISK_FEATURES: tuple[str, ...] = (
+    *FINANCIAL_FEATURES, "tenure_days", "complaints_365d", "monetary_365d", "age",
+)
+RISK_MONOTONE: dict[str, int] = {
+    # +1: P(missed payments) never falls as the feature grows.
+    "delinquencies_24m": 1,
+    "late_payments_12m": 1,
+    "debt_to_income": 1,
+    "credit_utilisation": 1,
+    "on_time_ratio_12m": -1,
+    "savings_ratio": -1,
+    "income_stability": -1,
+}
+"""More delinquencies, late payments, debt or utilisation never lower the risk; more on-time
+payments, savings or income stability never raise it."""
+
+GRADUATION_FEATURES: tuple[str, ...] = (
+    *RISK_FEATURES, *(f"offer_kind_{k}" for k in PROGRAM_KINDS), "offer_payment_to_income",
+)
+GRADUATION_MONOTONE: dict[str, int] = {
+    **{name: -sign for name, sign in RISK_MONOTONE.items()},
+    "offer_payment_to_income": -1,
+}
+"""The mirror of the risk constraints: what raises risk never raises graduation."""
+
+
+@dataclass(frozen=True)
+class AssessmentResult:
+    score: float
+    """0-1000 points (higher: healthier); :func:`ddso.models.scorecard.score_from_probability`."""
+    band: str
+    probability_missed_payments: float
+    reasons: list[Reason]
+    """The factors that moved this customer's risk most (positive contribution: riskier)."""
+    eligible_programs: list[str]
+    graduation_likelihood: dict[str, float]
+    """P(graduation) per eligible program, had the customer enrolled in it."""
+
+
+class Assessor:
+    """Scores a customer's financial health and, per eligible program, graduation likelihood."""
+
+    def __init__(self, risk: BinaryModel, graduation: BinaryModel | None,
+                 products: pd.DataFrame):
+        self.risk = risk
+        self.graduation = graduation
+        self.programs = products[products["program_kind"].notna()].reset_index(drop=True)
+
+    @classmethod
+    def from_registry(cls, registry: ModelRegistry, products: pd.DataFrame) -> Assessor:
+        risk = BinaryModel.load(registry.champion(RISK_MODEL))
+        try:
+            graduation = BinaryModel.load(registry.champion(GRADUATION_MODEL))
+        except UserError:
+            graduation = None
+        return cls(risk, graduation, products)
+
+    def assess(self, features: dict[str, float], *, reasons: int = 3,
+               when: pd.Timestamp | None = None) -> AssessmentResult:
+        """Assess one customer from their feature values (names of :data:`RISK_FEATURES`)."""
+        missing = [f for f in self.risk.features if f not in features]
+        if missing:
+            raise UserError(f"assessment: feature {missing[0]!r} is missing")
+        row = np.array([[features[f] for f in self.risk.features]], dtype=np.float32)
+        p_bad = float(self.risk.predict(row)[0])
+        points = scorecard.score_from_probability(p_bad)
+        band = scorecard.band(points)
+        facts = {"band": band, "debt_to_income": features.get("debt_to_income"),
+                 "age": features.get("age"), "monthly_income": features.get("monthly_income")}
+        eligible = self.programs[eligible_mask(self.programs, facts)]
+        likelihood: dict[str, float] = {}
+        if self.graduation is not None and len(eligible):
+            ctx = offer_context(
+                pd.DataFrame({
+                    "channel": Channel.EMAIL.value, "product_id": eligible["product_id"],
+                    "timestamp": when or pd.Timestamp.now(tz="UTC"),
+                    "preferred_channel": Channel.EMAIL.value,
+                    "birth_year": 0, "monthly_income": features["monthly_income"],
+                    "debt_to_income": features["debt_to_income"],
+                }),
+                eligible,
+            )
+            grid = pd.DataFrame({f: features[f] for f in RISK_FEATURES}, index=ctx.index)
+            grid = grid.join(ctx.drop(columns="age"))
+            probs = self.graduation.predict(grid)
+            likelihood = dict(zip(eligible["product_id"], map(float, probs), strict=True))
+        return AssessmentResult(
+            score=points,
+            band=band.value,
+            probability_missed_payments=p_bad,
+            reasons=self.risk.reasons(row[0], reasons),
+            eligible_programs=eligible["product_id"].tolist(),
+            graduation_likelihood=likelihood,
+        )

@@ -56,6 +56,15 @@ _PHRASES: dict[str, str] = {
     "late_payments_12m": "{v:.0f} late payments in 12 months",
     "delinquencies_24m": "{v:.0f} delinquencies in 24 months",
     "savings_ratio": "savings cover {v:.1f} years of income",
+    "age": "aged {v:.0f}",
+    "offer_price": "programme price of {v:,.0f}",
+    "offer_months": "a {v:.0f}-month programme",
+    "offer_monthly_payment": "monthly payment of {v:,.0f}",
+    "offer_margin": "margin of {v:.0%}",
+    "offer_payment_to_income": "the payment takes {v:.0%} of income",
+    "offer_dti_headroom": "debt-to-income {v:.2f} below the product's limit",
+    "hour_of_day": "contact at {v:.0f}h",
+    "day_of_week": "contact on weekday {v:.0f} (0 = Monday)",
 }
 
 
@@ -78,6 +87,13 @@ _NEVER: dict[str, str] = {
 def describe(feature: str, value: float) -> str:
     if feature in _NEVER and value >= NEVER_DAYS:
         return _NEVER[feature]
+    if feature == "channel_is_preferred":
+        return "offered through the preferred channel" if value else "not the preferred channel"
+    if feature.startswith(("channel_", "offer_kind_")):
+        what = feature.split("_", 2 if feature.startswith("offer_kind_") else 1)[-1]
+        kind = "offered by" if feature.startswith("channel_") else "a programme of kind"
+        what = what.replace("_", " ")
+        return f"{kind} {what}" if value else f"not {kind} {what}"
     template = _PHRASES.get(feature, feature.replace("_", " ") + " = {v:.3g}")
     return template.format(v=value)
 

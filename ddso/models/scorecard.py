@@ -8,6 +8,7 @@ D >= 400, else E.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from ddso.schemas.base import Band
@@ -39,3 +40,17 @@ def band(score: float) -> Band:
         if score >= floor:
             return b
     return Band.E
+
+
+# Points for a model's probability of a bad outcome, on the same 0-1000 scale and bands:
+# the industry's "points to double the odds" scaling, 600 points at good:bad odds of 19:1
+# (5 % bad) and 50 more points each time the odds double. So A (>= 700) is below ~1.3 % bad,
+# B below 5 %, C below ~17 %, D below ~46 %.
+ANCHOR_POINTS, ANCHOR_ODDS, POINTS_TO_DOUBLE = 600.0, 19.0, 50.0
+
+
+def score_from_probability(p_bad: float) -> float:
+    """0-1000 points for a probability of a bad outcome (higher points: healthier)."""
+    p = min(max(float(p_bad), 1e-6), 1 - 1e-6)
+    points = ANCHOR_POINTS + POINTS_TO_DOUBLE * math.log2(((1 - p) / p) / ANCHOR_ODDS)
+    return float(min(max(points, 0.0), 1000.0))

@@ -124,8 +124,9 @@ class OfflineStore:
         columns: Sequence[str] | None = None,
         until: datetime | None = None,
         customer_ids: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
     ) -> pa.Table:
-        """Events (optionally only those at or before ``until``, for some customers).
+        """Events (optionally only those at or before ``until``, of some customers or types).
 
         A replayed batch can leave the same event in two files only if its offsets changed,
         which Kafka never does; rows are still deduplicated by ``event_id`` here so that a
@@ -139,6 +140,9 @@ class OfflineStore:
         if customer_ids is not None:
             c = pc.field("customer_id").isin(list(customer_ids))
             flt = c if flt is None else flt & c
+        if types is not None:
+            k = pc.field("type").isin(list(types))
+            flt = k if flt is None else flt & k
         wanted = list(columns or OFFLINE_SCHEMA.names)
         read_cols = wanted if "event_id" in wanted else [*wanted, "event_id"]
         table = self.dataset().to_table(columns=read_cols, filter=flt)

@@ -35,7 +35,7 @@ def test_ray_job_submit_trains_and_registers(tmp_path):
     from ddso.data.generator import GeneratorConfig, generate
 
     data = tmp_path / "data"
-    generate(GeneratorConfig(customers=600, days=60, seed=2), data, progress=False)
+    generate(GeneratorConfig(customers=600, days=120, seed=2), data, progress=False)
     gcs, dash = free_port(), free_port()
     # Ray's Unix sockets live under --temp-dir, and a socket path must stay under ~107 bytes.
     ray_tmp = tempfile.mkdtemp(prefix="rj-", dir="/tmp")

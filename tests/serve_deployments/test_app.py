@@ -20,7 +20,7 @@ def served(ray_session, tmp_path_factory):
 
     home = tmp_path_factory.mktemp("serve-home")
     data = home / "data"
-    generate(GeneratorConfig(customers=600, days=60, seed=11), data, progress=False)
+    generate(GeneratorConfig(customers=600, days=120, seed=11), data, progress=False)
     settings = load_settings(home=home)
     snapshot = build_snapshot(settings, data)
     train_propensity.main(
