@@ -86,6 +86,28 @@ class ServeSettings(_Section):
     port: int = Field(8000, ge=1, le=65535)
 
 
+class SecuritySettings(_Section):
+    api_keys_file: Path | None = Field(
+        None, description="API key file of the embedded default; default: <home>/api_keys.json."
+    )
+    api_key_hash_key: SecretStr | None = Field(
+        None,
+        description="HMAC secret API keys are hashed with (shared by every replica); default: "
+        "a random one kept in <home>/api_key.secret.",
+    )
+    rate_limit_per_s: float = Field(
+        400.0, gt=0, allow_inf_nan=False, description="Requests per second per API key."
+    )
+    rate_limit_burst: int = Field(800, ge=1, description="Token-bucket size per API key.")
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="Larger request bodies get 413 (chunked ones included)."
+    )
+    idempotency_ttl_s: int = Field(3600, ge=60, description="How long a response is replayed.")
+    idempotency_lock_ttl_s: float = Field(30.0, gt=0)
+    idempotency_wait_s: float = Field(0.5, ge=0)
+    idempotency_max_entries: int = Field(100_000, ge=1, description="Embedded store only.")
+
+
 class Settings(BaseSettings):
     """All of ddso's configuration. Unknown keys anywhere are errors."""
 
@@ -117,6 +139,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     serve: ServeSettings = ServeSettings()
+    security: SecuritySettings = SecuritySettings()
 
     @classmethod
     def settings_customise_sources(
@@ -147,15 +170,29 @@ class Settings(BaseSettings):
 
     def pii_key_bytes(self) -> bytes:
         """The HMAC key; on the embedded default it is created once in ``<home>/pii.key``."""
-        if self.pii_key is not None:
-            return self.pii_key.get_secret_value().encode()
-        path = self.home / "pii.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+        return _secret(self.pii_key, self.home / "pii.key")
+
+    def api_keys_path(self) -> Path:
+        return self.security.api_keys_file or self.home / "api_keys.json"
+
+    def api_key_hash_key_bytes(self) -> bytes:
+        """The API-key hashing secret; embedded: created once in ``<home>/api_key.secret``."""
+        return _secret(self.security.api_key_hash_key, self.home / "api_key.secret")
+
+
+def _secret(configured: SecretStr | None, path: Path) -> bytes:
+    """A configured secret, or a random one created once (mode 0600) at ``path``."""
+    if configured is not None:
+        return configured.get_secret_value().encode()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-        return path.read_text().strip().encode()
+        except FileExistsError:  # another process created it first
+            return path.read_text().strip().encode()
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
 
 
 def _format_errors(err: ValidationError, origin: str) -> str:
