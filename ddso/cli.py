@@ -143,6 +143,48 @@ def _cmd_up(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_keys_create(args: argparse.Namespace) -> int:
+    from serve_deployments.security import key_store
+
+    key_id, token = key_store(_settings(args)).create_key(args.scope, name=args.name)
+    print(json.dumps({"key_id": key_id, "scopes": sorted(args.scope.split(","))}))
+    print(f"token (shown once, store it now): {token}")
+    return 0
+
+
+def _cmd_keys_list(args: argparse.Namespace) -> int:
+    from serve_deployments.security import key_store
+
+    for record in key_store(_settings(args)).list_keys():
+        print(json.dumps(record.describe()))
+    return 0
+
+
+def _cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from serve_deployments.security import key_store
+
+    record = key_store(_settings(args)).revoke_key(args.key_id)
+    print(json.dumps(record.describe()))
+    return 0
+
+
+def _cmd_audit_replay(args: argparse.Namespace) -> int:
+    from ddso.audit import find_record, replay
+    from ddso.models.registry import ModelRegistry
+
+    settings = _settings(args)
+    audit_dir = Path(args.audit) if args.audit else settings.home / "audit"
+    record = find_record(audit_dir, args.decision_id)
+    problems = replay(record, ModelRegistry(args.registry or settings.registry_path()))
+    if problems:
+        print(f"decision {args.decision_id}: replay differs")
+        for line in problems:
+            print(f"  {line}")
+        return 1
+    print(f"decision {args.decision_id}: replay is bit-identical")
+    return 0
+
+
 # --- parser ----------------------------------------------------------------------------------
 
 
@@ -210,6 +252,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show = config.add_parser("show", help="print the resolved settings (secrets masked)")
     show.set_defaults(func=_cmd_config_show)
+
+    keys = sub.add_parser("keys", help="API keys of the decision API").add_subparsers(
+        dest="keys_command", required=True, parser_class=_Parser
+    )
+    kc = keys.add_parser("create", help="create a key and print its token (shown once)")
+    kc.add_argument("--scope", required=True, help="comma-separated: decide, ingest, admin")
+    kc.add_argument("--name", default="", help="a label for the key")
+    kc.set_defaults(func=_cmd_keys_create)
+    kl = keys.add_parser("list", help="every key (never the token), revoked ones included")
+    kl.set_defaults(func=_cmd_keys_list)
+    kr = keys.add_parser("revoke", help="revoke a key; servers refuse it from the next request")
+    kr.add_argument("key_id", metavar="ID")
+    kr.set_defaults(func=_cmd_keys_revoke)
+
+    audit = sub.add_parser("audit", help="the decision audit log").add_subparsers(
+        dest="audit_command", required=True, parser_class=_Parser
+    )
+    ar = audit.add_parser("replay", help="re-run a logged decision; exit 1 if it differs")
+    ar.add_argument("decision_id", metavar="DECISION_ID")
+    ar.add_argument("--audit", metavar="DIR", help="audit folder (default: <home>/audit)")
+    ar.add_argument("--registry", metavar="R", help="model registry (default: config)")
+    ar.set_defaults(func=_cmd_audit_replay)
     return parser
 
 

@@ -88,9 +88,10 @@ def build_snapshot(settings: Settings, data_dir: Path) -> Path:
     return path
 
 
-def send_sample_requests(url: str, customer_ids: list[str]) -> list[dict]:
+def send_sample_requests(url: str, customer_ids: list[str], token: str) -> list[dict]:
     decisions = []
-    with httpx.Client(base_url=url, timeout=30.0) as client:
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, timeout=30.0, headers=headers) as client:
         for cid in customer_ids:
             r = client.post("/v1/decide", json={"customer_id": cid})
             r.raise_for_status()
@@ -111,6 +112,7 @@ def main(args: Args) -> int:
 
     from pipelines import train_propensity
     from serve_deployments.app import build_app
+    from serve_deployments.security import key_store
 
     settings = load_settings(args.config)
     port = args.port or settings.serve.port
@@ -153,6 +155,9 @@ def main(args: Args) -> int:
                 "registry": settings.registry_path(),
                 "features": str(snapshot.resolve()),
                 "products": str((data_dir / "warehouse" / "products").resolve()),
+                "config": str(Path(args.config).resolve()) if args.config else None,
+                # The replicas do not share this process's environment or working folder.
+                "settings": {"home": str(settings.home.resolve())},
             }
         ),
         name="ddso",
@@ -166,10 +171,14 @@ def main(args: Args) -> int:
         .head(args.requests)
         .tolist()
     )
-    for decision in send_sample_requests(url, sample):
+    key_id, token = key_store(settings).create_key("decide", name="ddso up sample requests")
+    for decision in send_sample_requests(url, sample, token):
         print(json.dumps(decision), flush=True)
     print(
-        f"\nserving at {url}  (POST {url}/v1/decide, GET {url}/healthz, docs at {url}/docs)",
+        f"\nserving at {url}  (POST {url}/v1/decide, GET {url}/healthz, docs at {url}/docs)\n"
+        f"API key {key_id} (scope decide) was created for the requests above; create your own "
+        "with `ddso keys create --scope decide[,ingest,admin]` and send it as "
+        "'Authorization: Bearer <token>'",
         flush=True,
     )
     if args.once:

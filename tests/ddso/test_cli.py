@@ -87,3 +87,35 @@ def test_publish_replays_a_dataset_into_the_local_log(capsys, tmp_path, monkeypa
     assert n > 0 and log.end_offset(0) + log.end_offset(1) == n
     assert main(["data", "publish", str(tmp_path / "missing")]) == 2
     assert "manifest.json" in one_line_error(capsys)
+
+
+def test_keys_create_list_revoke(capsys, tmp_path, monkeypatch):
+    from ddso.config import load_settings
+    from serve_deployments.security import key_store
+
+    monkeypatch.setenv("DDSO_HOME", str(tmp_path / "home"))
+    assert main(["keys", "create", "--scope", "decide,ingest", "--name", "app"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    created = json.loads(out[0])
+    token = out[1].rsplit(" ", 1)[1]
+    assert created["scopes"] == ["decide", "ingest"] and token.startswith("ddso_")
+    store = key_store(load_settings())
+    assert store.authenticate(token, "ingest") == created["key_id"]
+
+    assert main(["keys", "list"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [k["key_id"] for k in listed] == [created["key_id"]] and listed[0]["name"] == "app"
+    assert token not in json.dumps(listed) and "token_hash" not in listed[0]
+
+    assert main(["keys", "revoke", created["key_id"]]) == 0
+    assert json.loads(capsys.readouterr().out)["revoked_at"] is not None
+    assert main(["keys", "revoke", "nope"]) == 2
+    assert "no API key" in one_line_error(capsys)
+    assert main(["keys", "create", "--scope", "root"]) == 2
+    assert "unknown API key scope" in one_line_error(capsys)
+
+
+def test_audit_replay_without_audit_files_is_a_user_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("DDSO_HOME", str(tmp_path / "home"))
+    assert main(["audit", "replay", "d-1", "--audit", str(tmp_path / "none")]) == 2
+    assert "no audit files" in one_line_error(capsys)
