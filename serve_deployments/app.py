@@ -39,7 +39,7 @@ from starlette.responses import JSONResponse, Response
 
 from ddso.audit import AuditLog, make_record, offers_json
 from ddso.config import Settings, load_settings
-from ddso.errors import EventParseError, ServiceError, UserError
+from ddso.errors import EventParseError, UserError
 from ddso.features.financial import financial_features, profile_to_frame
 from ddso.features.sets import (
     CUSTOMER_FEATURES,
@@ -47,6 +47,7 @@ from ddso.features.sets import (
     FEATURE_SET_VERSION,
     cold_start_features,
 )
+from ddso.io.redis import make_redis
 from ddso.models import scorecard
 from ddso.models.assessment import Assessor
 from ddso.models.reasons import describe
@@ -58,7 +59,8 @@ from ddso.policy.decide import DEFAULT_EPSILON, PropensityScorer, decide
 from ddso.policy.eligibility import eligible_mask
 from ddso.schemas.base import Band
 from ddso.schemas.events import OfferAccepted, OfferDeclined, OfferShown, parse_event_obj
-from ddso.stores.online import SnapshotStore
+from ddso.stores.online import LiveFeatures, SnapshotStore
+from ddso.stores.redis_online import RedisOnlineStore
 from serve_deployments.eventsink import EventSink
 from serve_deployments.metrics import ApiMetrics
 from serve_deployments.schemas import (
@@ -116,6 +118,30 @@ class AppArgs(BaseModel):
 
     def load_settings(self) -> Settings:
         return load_settings(self.config, **self.settings)
+
+
+def customer_inputs(
+    store: LiveFeatures, customer_id: str, reference_year: int
+) -> tuple[dict[str, float], CustomerFacts, bool, bool]:
+    """Features, facts, cold start, degraded (the online store failed: snapshot values used)."""
+    row, degraded = store.get(customer_id)
+    if row is None:
+        return cold_start_features(), CustomerFacts({}, "", 0), True, degraded
+    features = {f: float(row[f]) for f in CUSTOMER_FEATURES}
+    facts = CustomerFacts(
+        consent={c: bool(row[f"consent_{c}"]) for c in ("email", "sms", "call", "app_push")},
+        preferred_channel=row["preferred_channel"],
+        age=reference_year - int(row["birth_year"]),
+    )
+    return features, facts, False, degraded
+
+
+def _online_store(settings: Settings) -> RedisOnlineStore | None:
+    """The live behaviour store when Redis is configured (fed by the stream job), else None."""
+    if settings.redis.url is None:
+        return None
+    return RedisOnlineStore(make_redis(settings.redis), settings.redis.key_prefix,
+                            settings.redis.feature_ttl_s)
 
 
 def _programs(products_path: str) -> pd.DataFrame:
@@ -255,7 +281,7 @@ class DecisionIngress:
         settings = a.load_settings()
         self.assessment = assessment
         self.security = build_security(settings)
-        self.store = SnapshotStore.from_parquet(a.features)
+        self.store = LiveFeatures(SnapshotStore.from_parquet(a.features), _online_store(settings))
         programs = _programs(a.products)
         self.offers = _load_offers(programs)
         self.offers_json = offers_json(self.offers)
@@ -315,22 +341,7 @@ class DecisionIngress:
         )
 
     def _customer(self, customer_id: str) -> tuple[dict[str, float], CustomerFacts, bool, bool]:
-        """Features, facts, cold start, degraded (the store failed: defaults used)."""
-        try:
-            row = self.store.get(customer_id)
-        except ServiceError:
-            row, degraded = None, True
-        else:
-            degraded = False
-        if row is None:
-            return cold_start_features(), CustomerFacts({}, "", 0), True, degraded
-        features = {f: float(row[f]) for f in CUSTOMER_FEATURES}
-        facts = CustomerFacts(
-            consent={c: bool(row[f"consent_{c}"]) for c in ("email", "sms", "call", "app_push")},
-            preferred_channel=row["preferred_channel"],
-            age=self.reference_year - int(row["birth_year"]),
-        )
-        return features, facts, False, False
+        return customer_inputs(self.store, customer_id, self.reference_year)
 
     async def _decide(self, req: DecideRequest) -> dict[str, Any]:
         features, facts, cold, degraded = self._customer(req.customer_id)
@@ -388,7 +399,7 @@ class DecisionIngress:
     ) -> AssessResponse:
         row = financial_features(profile_to_frame(req.profile)).iloc[0]
         features = {k: float(v) for k, v in row.items() if k != "customer_id"}
-        known = self.store.get(req.profile.customer_id) or {}
+        known = self.store.snapshot.get(req.profile.customer_id) or {}
         for name in ("tenure_days", "complaints_365d", "monetary_365d"):
             features[name] = float(known.get(name, 0.0))
         age = req.age
@@ -403,7 +414,7 @@ class DecisionIngress:
         self, customer_id: CustomerIdPath, key_id: str = Depends(require("decide"))
     ) -> ProfileResponse:
         features, _, cold, _ = self._customer(customer_id)
-        row = self.store.get(customer_id) or {}
+        row = self.store.snapshot.get(customer_id) or {}
         segment = row.get("segment")
         return ProfileResponse(
             customer_id=customer_id,

@@ -11,13 +11,16 @@ customer id -> feature row, loaded from an offline-store snapshot (Parquet).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow.parquet as pq
 
-from ddso.errors import DataFileError
+from ddso.errors import DataFileError, ServiceError
+from ddso.features import behaviour
 from ddso.features.behaviour import DAY_S, MAX_WINDOW_DAYS
 from ddso.stores.state import ApplyResult, CustomerState, Update, timestamps_of
 
@@ -129,3 +132,41 @@ def latest_snapshot(path: str | Path) -> Path:
             raise DataFileError(f"{path}: no features_*.parquet snapshot; run pipelines.featurize")
         return snapshots[-1]
     return path
+
+
+class LiveFeatures:
+    """The serving lookup: a snapshot row overlaid with live behaviour from the online store.
+
+    The snapshot (written by ``pipelines.featurize``) holds what changes slowly: the
+    financial features, consent, preferred channel, birth year. The online store (Redis in
+    production, fed by the stream job) holds each customer's behavioural state, turned into
+    features at request time, so they are seconds fresh. When the online store fails the
+    snapshot's values are served and the answer says ``degraded``; a customer the online
+    store has never seen keeps the snapshot's values; one without a snapshot row (no profile
+    or consent on record) is unknown, as on the snapshot alone.
+    """
+
+    def __init__(self, snapshot: SnapshotStore, live: OnlineStore | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.snapshot = snapshot
+        self.live = live
+        self.clock = clock
+
+    def get(self, customer_id: str) -> tuple[Mapping[str, Any] | None, bool]:
+        """(the customer's row or None, degraded: the online store could not be read)."""
+        row = self.snapshot.get(customer_id)
+        if self.live is None or row is None:
+            return row, False
+        try:
+            state = self.live.state(customer_id)
+        except ServiceError:
+            return row, True
+        if state is None:
+            return row, False
+        fresh = state.features(customer_id, datetime.fromtimestamp(self.clock(), UTC))
+        merged = dict(row)
+        merged.update({k: fresh[k] for k in behaviour.FEATURE_COLUMNS})
+        return merged, False
+
+    def __len__(self) -> int:
+        return len(self.snapshot)

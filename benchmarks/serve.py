@@ -1,0 +1,174 @@
+"""``ddso bench serve``: /v1/decide under open-loop load, against the same logic in one process.
+
+Builds what ``ddso up`` builds on a small generated dataset (features snapshot, a Ray-trained
+propensity model, the Serve app with an API key), then:
+
+- ``plain_p50_us`` / ``plain_p99_us``: the decision logic the ingress runs (feature lookup,
+  scoring with reason codes, :func:`ddso.policy.decide.decide`, the audit record) called in
+  this process, one request at a time: the "same logic in one plain process" of the target.
+- ``serve_p50_ms`` / ``serve_p99_ms`` / ``serve_errors``: open-loop HTTP load at ``rate``
+  requests/s for ``seconds`` (after ``warmup`` seconds not counted) from this process: each
+  request is sent at its scheduled time whether or not earlier ones have answered, so
+  queueing shows in the latency instead of slowing the offered rate. Latency is measured from
+  the scheduled send time. ``serve_achieved_rps`` is answers per second.
+- ``serve_vs_plain_p50``: how many times the plain p50 the served p50 is (target: <= 2).
+
+Serve runs with the settings DESIGN.md measured as best here (throughput-optimised, gRPC
+between deployments, the router in its own loop), set before Ray starts unless already set.
+
+Options: customers (2000), days (120), rate (300), seconds (20), warmup (3), plain_calls (2000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+_SERVE_ENV = {
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "1",
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _plain_latencies(snapshot: Path, registry: str, products: str, customers: list[str],
+                     calls: int, home: Path) -> np.ndarray:
+    """Microseconds per decision through the ingress's own functions, in this process."""
+    from ddso.audit import make_record, offers_json
+    from ddso.config import load_settings
+    from ddso.models.registry import ModelRegistry
+    from ddso.policy.decide import PropensityScorer, decide
+    from ddso.stores.online import LiveFeatures, SnapshotStore
+    from serve_deployments.app import PROPENSITY_MODEL, _load_offers, _programs, customer_inputs
+
+    store = LiveFeatures(SnapshotStore.from_parquet(snapshot))
+    scorer = PropensityScorer(ModelRegistry(registry).champion(PROPENSITY_MODEL))
+    offers = _load_offers(_programs(products))
+    catalogue = offers_json(offers)
+    pii_key = load_settings(home=home).pii_key_bytes()
+    out = np.empty(calls)
+    for i in range(calls):
+        cid = customers[i % len(customers)]
+        t0 = time.perf_counter()
+        features, facts, cold, _ = customer_inputs(store, cid, 2025)
+        scores = scorer.score(features)
+        d = decide(str(uuid.uuid4()), features, facts, scores, offers, epsilon=0.05,
+                   versions={"propensity": scores["model_version"]})
+        make_record(d, customer_id=cid, pii_key=pii_key, request={}, features=features,
+                    facts=facts, offers_json=catalogue, cold_start=cold)
+        out[i] = (time.perf_counter() - t0) * 1e6
+    return out
+
+
+async def _open_loop(url: str, token: str, customers: list[str], rate: float, seconds: float,
+                     warmup: float) -> tuple[np.ndarray, int, float]:
+    import httpx
+
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    headers = {"Authorization": f"Bearer {token}"}
+    latencies: list[float] = []
+    errors = 0
+    total = int((warmup + seconds) * rate)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits,
+                                 timeout=30.0) as client:
+        start = time.perf_counter() + 0.2
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            due = start + i / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            try:
+                r = await client.post("/v1/decide", json={"customer_id": customers[i % len(
+                    customers)]})
+                ok = r.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if due - start >= warmup:
+                latencies.append(time.perf_counter() - due)
+                errors += not ok
+
+        await asyncio.gather(*(one(i) for i in range(total)))
+        elapsed = time.perf_counter() - start - warmup
+    return np.array(latencies) * 1e3, errors, len(latencies) / max(elapsed, 1e-9)
+
+
+def run(options: dict[str, str]) -> dict[str, float | int | str]:
+    customers = int(options.get("customers", 2000))
+    days = int(options.get("days", 120))
+    rate = float(options.get("rate", 300))
+    seconds = float(options.get("seconds", 20))
+    warmup = float(options.get("warmup", 3))
+    plain_calls = int(options.get("plain_calls", 2000))
+    for name, value in _SERVE_ENV.items():
+        os.environ.setdefault(name, value)
+
+    import pandas as pd
+    from ray import serve
+
+    from ddso.config import load_settings
+    from ddso.data.generator import GeneratorConfig, generate
+    from ddso.runtime import init_ray
+    from ddso.security.keys import ApiKeyStore, FileKeyBackend
+    from pipelines import train_propensity
+    from pipelines.up import build_snapshot, propensity_horizon
+    from serve_deployments.app import build_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        settings = load_settings(home=home)
+        data = home / "data"
+        generate(GeneratorConfig(customers=customers, days=days, seed=7), data, progress=False)
+        init_ray(settings)
+        snapshot = build_snapshot(settings, data)
+        registry = str(home / "registry")
+        train_propensity.main(train_propensity.Args(
+            data=str(data), registry=registry, storage=str(home / "ray_results"),
+            horizon_days=propensity_horizon(days)))
+        products = str(data / "warehouse" / "products")
+        ids = pd.read_parquet(snapshot, columns=["customer_id"])["customer_id"].tolist()
+
+        plain = _plain_latencies(snapshot, registry, products, ids, plain_calls, home)
+
+        port = _free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app({"registry": registry, "features": str(snapshot),
+                             "products": products, "settings": {"home": str(home)}}),
+                  name="ddso-bench", route_prefix="/")
+        _, token = ApiKeyStore(FileKeyBackend(settings.api_keys_path()),
+                               settings.api_key_hash_key_bytes()).create_key({"decide"})
+        try:
+            served, errors, achieved = asyncio.run(
+                _open_loop(f"http://127.0.0.1:{port}", token, ids, rate, seconds, warmup))
+        finally:
+            serve.delete("ddso-bench")
+            serve.shutdown()
+    p50 = float(np.percentile(served, 50))
+    return {
+        "benchmark": "serve",
+        "customers": customers,
+        "rate_offered": rate,
+        "seconds": seconds,
+        "serve_requests": int(len(served)),
+        "serve_errors": int(errors),
+        "serve_achieved_rps": round(achieved, 1),
+        "serve_p50_ms": round(p50, 2),
+        "serve_p99_ms": round(float(np.percentile(served, 99)), 2),
+        "serve_max_ms": round(float(served.max()), 2),
+        "plain_p50_us": round(float(np.percentile(plain, 50)), 1),
+        "plain_p99_us": round(float(np.percentile(plain, 99)), 1),
+        "serve_vs_plain_p50": round(p50 * 1e3 / float(np.percentile(plain, 50)), 1),
+    }
