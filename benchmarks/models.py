@@ -20,9 +20,15 @@ gives P(alive) = 1 to every customer without a repeat purchase, the likeliest ch
 Forecast errors are ``|sum(forecast) - sum(actual)| / sum(actual)`` of holdout repeat
 transactions.
 
+Training scale and scoring latency (synthetic data): :func:`benchmarks.train_scale.measure`,
+the same figures as ``ddso bench train_scale``: ``train_s_ray`` vs ``train_s_plain`` and their
+``train_ratio`` at ``train_rows`` x ``train_features`` (target: ratio under 1.5 at 1M rows),
+and single-row in-place scoring ``score_p50_us`` / ``score_p99_us`` (target: p99 under 200 us).
+
 Options: ``seed`` (0), ``folds`` (5), ``cdnow_customers`` (subsample size; default all),
 ``german_rounds`` (most boosting rounds of the assessment model; 1500),
-``skip`` (comma list of ``german``, ``cdnow``).
+``train_rows`` (1000000), ``train_features`` (50), ``train_rounds`` (100), ``train_workers``
+(2), ``score_calls`` (5000), ``skip`` (comma list of ``german``, ``cdnow``, ``train``).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from benchmarks import train_scale
 from ddso.data.real import (
     GERMAN_CREDIT_CATEGORICAL,
     GERMAN_CREDIT_NUMERIC,
@@ -176,7 +183,7 @@ def _cdnow(seed: int, folds: int, customers: int | None) -> dict[str, float | in
 
 
 def run(options: dict[str, str]) -> dict[str, float | int | str]:
-    """Run the German Credit and CDNOW parts (see module docstring) and return flat metrics."""
+    """Run the German Credit, CDNOW and training-scale parts (module docstring); flat metrics."""
     seed = int(options.get("seed", 0))
     folds = int(options.get("folds", 5))
     customers = int(options["cdnow_customers"]) if options.get("cdnow_customers") else None
@@ -190,4 +197,12 @@ def run(options: dict[str, str]) -> dict[str, float | int | str]:
         began = time.perf_counter()
         out.update(_cdnow(seed, folds, customers))
         out["cdnow_wall_s"] = round(time.perf_counter() - began, 3)
+    if "train" not in skip:
+        out.update(train_scale.measure(
+            rows=int(options.get("train_rows", 1_000_000)),
+            n_features=int(options.get("train_features", 50)),
+            rounds=int(options.get("train_rounds", 100)),
+            workers=int(options.get("train_workers", 2)),
+            calls=int(options.get("score_calls", 5000)),
+        ))
     return out
