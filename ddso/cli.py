@@ -274,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     ar.add_argument("--audit", metavar="DIR", help="audit folder (default: <home>/audit)")
     ar.add_argument("--registry", metavar="R", help="model registry (default: config)")
     ar.set_defaults(func=_cmd_audit_replay)
+    from rl_env.cli import add_rl_commands
+
+    add_rl_commands(sub)
     return parser
 
 

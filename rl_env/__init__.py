@@ -23,8 +23,15 @@ Modules
     :mod:`~rl_env.dynamics` pure functions of (config, pool, state arrays, actions, uniforms).
     :mod:`~rl_env.observation` the observation columns and how they are filled.
     :mod:`~rl_env.journey` the single Env; :mod:`~rl_env.vector` the VectorEnv.
-    :mod:`~rl_env.policies` business as usual (the legacy campaign), random, no contact.
+    :mod:`~rl_env.policies` business as usual (the legacy campaign), random, no contact,
+        greedy on an XGBoost propensity, LinUCB: one ``policy(obs, mask, rng)`` interface.
     :mod:`~rl_env.cohort` funnel rates of a cohort, used for calibration.
+    :mod:`~rl_env.calibrate` maximum-likelihood fit of the response model to logged offers
+        (``ddso rl calibrate``).
+    :mod:`~rl_env.evaluate` every policy on the same customers and seeds, with 95% intervals
+        and uplift against business as usual (``ddso rl evaluate``).
+    :mod:`~rl_env.export` the trained PPO policy as a numpy forward pass with the mask applied
+        (trained by ``pipelines.train_policy``, RLlib PPO on the new API stack).
 
 Observation
     56 float32 columns (:data:`rl_env.observation.OBS_NAMES`): the ten served financial
