@@ -6,7 +6,8 @@ propensity model, the Serve app with an API key), then:
 - ``plain_p50_us`` / ``plain_p99_us``: the decision logic the ingress runs (feature lookup,
   scoring with reason codes, :func:`ddso.policy.decide.decide`, the audit record) called in
   this process, one request at a time: the "same logic in one plain process" of the target.
-- ``serve_p50_ms`` / ``serve_p99_ms`` / ``serve_errors``: open-loop HTTP load at ``rate``
+- ``serve_p50_ms`` / ``serve_p99_ms`` / ``serve_errors`` (non-200 answers, with the 429 and
+  503 counts) / ``serve_unanswered``: open-loop HTTP load at ``rate``
   requests/s for ``seconds`` (after ``warmup`` seconds not counted) from this process: each
   request is sent at its scheduled time whether or not earlier ones have answered, so
   queueing shows in the latency instead of slowing the offered rate. Latency is measured from
@@ -75,35 +76,55 @@ def _plain_latencies(snapshot: Path, registry: str, products: str, customers: li
 
 
 async def _open_loop(url: str, token: str, customers: list[str], rate: float, seconds: float,
-                     warmup: float) -> tuple[np.ndarray, int, float]:
+                     warmup: float) -> dict[str, float | int]:
+    """Send at ``rate``/s for ``warmup + seconds``; latencies of the measured part, statuses.
+
+    Requests still unanswered 30 s after the last one was due are cancelled and counted as
+    ``unanswered`` (the bench never hangs on a collapsed server).
+    """
     import httpx
 
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
     headers = {"Authorization": f"Bearer {token}"}
     latencies: list[float] = []
-    errors = 0
+    statuses: dict[str, int] = {}
     total = int((warmup + seconds) * rate)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits,
                                  timeout=30.0) as client:
         start = time.perf_counter() + 0.2
 
         async def one(i: int) -> None:
-            nonlocal errors
             due = start + i / rate
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             try:
-                r = await client.post("/v1/decide", json={"customer_id": customers[i % len(
-                    customers)]})
-                ok = r.status_code == 200
-            except httpx.HTTPError:
-                ok = False
+                r = await client.post(
+                    "/v1/decide", json={"customer_id": customers[i % len(customers)]})
+                status = str(r.status_code)
+            except httpx.HTTPError as e:
+                status = type(e).__name__
             if due - start >= warmup:
                 latencies.append(time.perf_counter() - due)
-                errors += not ok
+                statuses[status] = statuses.get(status, 0) + 1
 
-        await asyncio.gather(*(one(i) for i in range(total)))
+        tasks = [asyncio.ensure_future(one(i)) for i in range(total)]
+        _, pending = await asyncio.wait(tasks, timeout=warmup + seconds + 30.5)
+        for task in pending:
+            task.cancel()
         elapsed = time.perf_counter() - start - warmup
-    return np.array(latencies) * 1e3, errors, len(latencies) / max(elapsed, 1e-9)
+    ms = np.array(latencies) * 1e3 if latencies else np.array([np.nan])
+    answered = len(latencies)
+    return {
+        "serve_requests": int(seconds * rate),
+        "serve_ok": statuses.get("200", 0),
+        "serve_errors": answered - statuses.get("200", 0),
+        "serve_unanswered": len(pending),
+        "serve_status_429": statuses.get("429", 0),
+        "serve_status_503": statuses.get("503", 0),
+        "serve_achieved_rps": round(statuses.get("200", 0) / max(elapsed, 1e-9), 1),
+        "serve_p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "serve_p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "serve_max_ms": round(float(ms.max()), 2),
+    }
 
 
 def run(options: dict[str, str]) -> dict[str, float | int | str]:
@@ -151,24 +172,19 @@ def run(options: dict[str, str]) -> dict[str, float | int | str]:
         _, token = ApiKeyStore(FileKeyBackend(settings.api_keys_path()),
                                settings.api_key_hash_key_bytes()).create_key({"decide"})
         try:
-            served, errors, achieved = asyncio.run(
+            served = asyncio.run(
                 _open_loop(f"http://127.0.0.1:{port}", token, ids, rate, seconds, warmup))
         finally:
             serve.delete("ddso-bench")
             serve.shutdown()
-    p50 = float(np.percentile(served, 50))
+    plain_p50 = float(np.percentile(plain, 50))
     return {
         "benchmark": "serve",
         "customers": customers,
         "rate_offered": rate,
         "seconds": seconds,
-        "serve_requests": int(len(served)),
-        "serve_errors": int(errors),
-        "serve_achieved_rps": round(achieved, 1),
-        "serve_p50_ms": round(p50, 2),
-        "serve_p99_ms": round(float(np.percentile(served, 99)), 2),
-        "serve_max_ms": round(float(served.max()), 2),
-        "plain_p50_us": round(float(np.percentile(plain, 50)), 1),
+        **served,
+        "plain_p50_us": round(plain_p50, 1),
         "plain_p99_us": round(float(np.percentile(plain, 99)), 1),
-        "serve_vs_plain_p50": round(p50 * 1e3 / float(np.percentile(plain, 50)), 1),
+        "serve_vs_plain_p50": round(served["serve_p50_ms"] * 1e3 / plain_p50, 1),
     }
