@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 import tempfile
 import time
 import uuid
@@ -174,6 +175,7 @@ def run(options: dict[str, str]) -> dict[str, float | int | str]:
         try:
             served = asyncio.run(
                 _open_loop(f"http://127.0.0.1:{port}", token, ids, rate, seconds, warmup))
+            print(f"bench serve: load done {served}", file=sys.stderr, flush=True)
         finally:
             serve.delete("ddso-bench")
             serve.shutdown()
