@@ -7,7 +7,7 @@ scaled by a fixed :class:`rl_env.export.ObsNormalizer` fitted on a random rollou
 After training, the module's policy network is exported to a numpy forward pass
 (:class:`rl_env.export.NumpyPolicy`, ``policy.npz``), evaluated greedily against business as
 usual on held-out customers (pool seed ``pool_seed + 1``), and registered with its learning
-curve (CSV and JSON, and a PNG when matplotlib is installed); the registry's gate promotes it
+curve (CSV, JSON and a PNG plot); the registry's gate promotes it
 only if its evaluated mean return is no worse than the champion's on the same holdout.
 
     python -m pipelines.train_policy --registry .ddso/registry
@@ -221,7 +221,7 @@ def _curve_row(result: dict[str, Any], wall_s: float, steps_before: float) -> di
 
 
 def write_curve(curve: list[dict[str, Any]], out: Path) -> dict[str, Path]:
-    """The learning curve as CSV and JSON, and as a PNG plot when matplotlib is installed."""
+    """The learning curve as CSV and JSON, and as a PNG plot."""
     files = {"learning_curve.csv": out / "learning_curve.csv",
              "learning_curve.json": out / "learning_curve.json"}
     with files["learning_curve.csv"].open("w", newline="") as f:
@@ -229,14 +229,11 @@ def write_curve(curve: list[dict[str, Any]], out: Path) -> dict[str, Path]:
         writer.writeheader()
         writer.writerows(curve)
     files["learning_curve.json"].write_text(json.dumps(curve, indent=1) + "\n")
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("train_policy: matplotlib is not installed; learning curve written as data only")
-        return files
+    matplotlib.use("Agg")  # no screen: render to files only
+    import matplotlib.pyplot as plt
+
     fig, (ret, ent) = plt.subplots(1, 2, figsize=(10, 4))
     steps = [row["env_steps"] for row in curve]
     ret.plot(steps, [row["episode_return_mean"] for row in curve])

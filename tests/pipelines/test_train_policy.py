@@ -52,8 +52,9 @@ def test_a_tiny_run_registers_the_policy_and_its_learning_curve(trained):
     args, version = trained
     registry = ModelRegistry(args.registry)
     assert registry.champion(MODEL_NAME).version == version.version
-    assert {"policy.npz", "learning_curve.csv", "learning_curve.json"} <= set(
+    assert {"policy.npz", "learning_curve.csv", "learning_curve.json", "learning_curve.png"} <= set(
         version.metadata["artifacts"])
+    assert version.artifact("learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with version.artifact("learning_curve.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [int(r["iteration"]) for r in rows] == [1, 2]
