@@ -99,6 +99,13 @@ class SecuritySettings(_Section):
         400.0, gt=0, allow_inf_nan=False, description="Requests per second per API key."
     )
     rate_limit_burst: int = Field(800, ge=1, description="Token-bucket size per API key.")
+    api_key_cache_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="With Redis: how long a replica trusts a key record it read (a revocation "
+        "takes effect within this); recently seen keys keep working while Redis is down.",
+    )
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, description="Larger request bodies get 413 (chunked ones included)."
     )

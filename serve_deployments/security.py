@@ -1,9 +1,12 @@
 """The security layer of the decision API, chosen by configuration and installed on the app.
 
 Backends: with ``redis.url`` set, API keys, rate-limit buckets and idempotency entries live in
-Redis and every replica shares them; without it, keys come from the key file and the limiter
-and idempotency store live in the replica (so the ingress must run as one replica, which
-:func:`serve_deployments.app.build_app` enforces).
+Redis and every replica shares them (keys cached per replica for ``api_key_cache_s``; while
+Redis is down, recently seen keys still authenticate and each replica limits rates on its own:
+:class:`~ddso.security.keys.CachedKeyBackend`,
+:class:`~ddso.security.ratelimit.FailoverRateLimiter`); without it, keys come from the key
+file and the limiter and idempotency store live in the replica (so the ingress must run as
+one replica, which :func:`serve_deployments.app.build_app` enforces).
 
 Auth is an async FastAPI dependency (:func:`require`), so a request without a valid key gets
 401 before its body is validated (422). Errors of :mod:`ddso.security.errors` become their
@@ -30,8 +33,20 @@ from ddso.security.idempotency import (
     RedisIdempotencyBackend,
     request_fingerprint,
 )
-from ddso.security.keys import ApiKeyStore, FileKeyBackend, RedisKeyBackend, bearer_token
-from ddso.security.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter, enforce
+from ddso.security.keys import (
+    ApiKeyStore,
+    CachedKeyBackend,
+    FileKeyBackend,
+    RedisKeyBackend,
+    bearer_token,
+)
+from ddso.security.ratelimit import (
+    FailoverRateLimiter,
+    LocalRateLimiter,
+    RateLimiter,
+    RedisRateLimiter,
+    enforce,
+)
 from ddso.security.validation import validation_error_handler
 
 
@@ -69,9 +84,15 @@ def build_security(settings: Settings) -> Security:
 
         client, prefix = make_redis(settings.redis), settings.redis.key_prefix
         secret = settings.api_key_hash_key_bytes()
+        rate, burst = sec.rate_limit_per_s, sec.rate_limit_burst
         return Security(
-            keys=ApiKeyStore(RedisKeyBackend(client, prefix), secret),
-            limiter=RedisRateLimiter(client, sec.rate_limit_per_s, sec.rate_limit_burst, prefix),
+            keys=ApiKeyStore(
+                CachedKeyBackend(RedisKeyBackend(client, prefix), ttl_s=sec.api_key_cache_s),
+                secret,
+            ),
+            limiter=FailoverRateLimiter(
+                RedisRateLimiter(client, rate, burst, prefix), LocalRateLimiter(rate, burst)
+            ),
             idempotency=IdempotencyStore(RedisIdempotencyBackend(client, prefix), **store_kwargs),
             max_body_bytes=sec.max_body_bytes,
             shared=True,

@@ -11,7 +11,10 @@ everything is created with all three.
 
 Two backends hold the records: :class:`FileKeyBackend` (the embedded default: one JSON file,
 mode 0600, replaced atomically) and :class:`RedisKeyBackend` (production: one hash per key).
-:class:`ApiKeyStore` holds the rules and works over either.
+:class:`ApiKeyStore` holds the rules and works over either. Serving reads Redis through
+:class:`CachedKeyBackend`: a record is re-read at most every ``ttl_s`` seconds (so a
+revocation takes effect within ``ttl_s``), and while Redis is down, keys seen in the last
+``stale_s`` seconds still authenticate; an unseen key gets 503 until Redis is back.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 import re
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -272,6 +276,54 @@ class FileKeyBackend:
             yield
         finally:
             os.close(fd)
+
+
+class CachedKeyBackend:
+    """A read-through cache over another backend, which keeps serving when it fails.
+
+    ``get`` answers from the cache while the record is younger than ``ttl_s``; after that
+    it asks ``inner`` again. When ``inner`` raises :class:`ServiceError` (Redis down), a
+    record read within ``stale_s`` is answered instead. Unknown ids are cached too (as
+    absent), so a flood of bad keys costs one read per id per ``ttl_s``. ``put`` and ``all``
+    go to ``inner``.
+    """
+
+    def __init__(self, inner: KeyBackend, ttl_s: float = 30.0, stale_s: float = 3600.0,
+                 clock: Any = time.monotonic):
+        if not 0 <= ttl_s <= stale_s:
+            raise ValueError(f"need 0 <= ttl_s <= stale_s, got {ttl_s}, {stale_s}")
+        self.inner = inner
+        self.ttl_s = ttl_s
+        self.stale_s = stale_s
+        self._clock = clock
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_id: str) -> ApiKey | None:
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(key_id)
+        if cached is not None and now - cached[0] < self.ttl_s:
+            return cached[1]
+        try:
+            record = self.inner.get(key_id)
+        except ServiceError:
+            if cached is not None and now - cached[0] < self.stale_s:
+                return cached[1]
+            raise
+        with self._lock:
+            if len(self._cache) > 100_000:  # ids are attacker-chosen: bound the memory
+                self._cache.clear()
+            self._cache[key_id] = (now, record)
+        return record
+
+    def put(self, record: ApiKey) -> None:
+        self.inner.put(record)
+        with self._lock:
+            self._cache.pop(record.key_id, None)
+
+    def all(self) -> list[ApiKey]:
+        return self.inner.all()
 
 
 class RedisKeyBackend:

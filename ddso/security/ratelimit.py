@@ -8,6 +8,11 @@ the server's clock (``TIME``), so replicas with skewed clocks still agree.
 
 A bucket that has been full for a while and one that never existed behave the same, so Redis
 buckets expire once they would have refilled completely: idle keys cost no memory.
+
+:class:`FailoverRateLimiter` keeps the service answering when Redis is down: each replica
+then enforces the limit on its own (so the service-wide budget is up to the number of
+replicas times the limit while the outage lasts) and goes back to the shared buckets as soon
+as Redis answers again.
 """
 
 from __future__ import annotations
@@ -165,3 +170,31 @@ class RedisRateLimiter:
         except redis.RedisError as e:
             raise ServiceError(f"redis: rate limit check for API key {key} failed ({e})") from e
         return RateDecision(bool(allowed), float(tokens), float(retry))
+
+
+class FailoverRateLimiter:
+    """The shared (Redis) limiter, or this replica's own buckets while it fails."""
+
+    def __init__(self, shared: RateLimiter, local: RateLimiter, retry_s: float = 1.0,
+                 clock: Clock = time.monotonic):
+        if (shared.rate_per_s, shared.burst) != (local.rate_per_s, local.burst):
+            raise ValueError("the shared and local limiters must have the same rate and burst")
+        self.shared = shared
+        self.local = local
+        self.rate_per_s = shared.rate_per_s
+        self.burst = shared.burst
+        self.retry_s = retry_s
+        self._clock = clock
+        self._down_until = 0.0
+        self.failovers = 0
+        """How many times the shared limiter failed and the local one took over."""
+
+    def take(self, key: str, cost: float = 1.0) -> RateDecision:
+        if self._clock() >= self._down_until:
+            try:
+                return self.shared.take(key, cost)
+            except ServiceError:
+                # Do not wait on a dead Redis for every request: try again in retry_s.
+                self._down_until = self._clock() + self.retry_s
+                self.failovers += 1
+        return self.local.take(key, cost)

@@ -5,10 +5,11 @@ import stat
 
 import pytest
 
-from ddso.errors import DataFileError, UserError
+from ddso.errors import DataFileError, ServiceError, UserError
 from ddso.security.errors import AuthenticationError, PermissionDeniedError
 from ddso.security.keys import (
     ApiKeyStore,
+    CachedKeyBackend,
     FileKeyBackend,
     RedisKeyBackend,
     bearer_token,
@@ -173,3 +174,64 @@ def test_bearer_header_parsing():
 def test_a_short_server_secret_is_refused(tmp_path):
     with pytest.raises(UserError, match="at least 16"):
         ApiKeyStore(FileKeyBackend(tmp_path / "k.json"), b"short")
+
+
+class _Flaky:
+    """A backend that fails (Redis down) while ``down`` is set."""
+
+    def __init__(self, inner):
+        self.inner, self.down, self.reads = inner, False, 0
+
+    def get(self, key_id):
+        self.reads += 1
+        if self.down:
+            raise ServiceError("redis: connection refused")
+        return self.inner.get(key_id)
+
+    def put(self, record):
+        self.inner.put(record)
+
+    def all(self):
+        return self.inner.all()
+
+
+@pytest.mark.unit
+def test_the_cache_rereads_after_its_ttl_and_serves_seen_keys_while_the_backend_is_down(
+    tmp_path, clock
+):
+    flaky = _Flaky(FileKeyBackend(tmp_path / "keys.json"))
+    store = ApiKeyStore(CachedKeyBackend(flaky, ttl_s=30, stale_s=600, clock=clock), SECRET)
+    seen_id, seen = store.create_key("decide")
+    _, unseen = store.create_key("decide")
+    assert store.authenticate(seen, "decide") == seen_id
+    store.authenticate(seen, "decide")
+    assert flaky.reads == 1  # the second check came from the cache
+    clock.advance(31)
+    store.authenticate(seen, "decide")
+    assert flaky.reads == 2
+    flaky.down = True
+    clock.advance(31)
+    assert store.authenticate(seen, "decide") == seen_id  # stale, but the backend is down
+    with pytest.raises(ServiceError):
+        store.authenticate(unseen, "decide")  # never seen: no way to check it -> 503
+    clock.advance(600)
+    with pytest.raises(ServiceError):
+        store.authenticate(seen, "decide")  # too old to trust
+
+
+@pytest.mark.unit
+def test_a_revocation_through_the_cache_takes_effect_at_once_here_and_within_ttl_elsewhere(
+    tmp_path, clock
+):
+    backend = FileKeyBackend(tmp_path / "keys.json")
+    here = ApiKeyStore(CachedKeyBackend(backend, ttl_s=30, clock=clock), SECRET)
+    there = ApiKeyStore(CachedKeyBackend(backend, ttl_s=30, clock=clock), SECRET)
+    key_id, token = here.create_key("decide")
+    assert there.authenticate(token, "decide") == key_id
+    here.revoke_key(key_id)
+    with pytest.raises(AuthenticationError, match="revoked"):
+        here.authenticate(token, "decide")
+    assert there.authenticate(token, "decide") == key_id  # another replica's cache, for now
+    clock.advance(30)
+    with pytest.raises(AuthenticationError, match="revoked"):
+        there.authenticate(token, "decide")

@@ -118,3 +118,32 @@ def test_the_server_clock_refills_and_idle_buckets_expire(redis_client, redis_pr
     assert 0 < redis_client.pttl(f"{redis_prefix}ratelimit:k1") <= 1100
     time.sleep(refused.retry_after_s + 0.01)
     assert limiter.take("k1").allowed
+
+
+@pytest.mark.integration
+def test_failover_limits_locally_while_redis_is_down_and_returns_to_the_shared_buckets(
+    redis_client, redis_prefix, clock
+):
+    import redis
+
+    from ddso.security.ratelimit import FailoverRateLimiter
+
+    shared = RedisRateLimiter(redis_client, 1.0, 2, prefix=redis_prefix, clock=clock)
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)  # nothing there
+    down = RedisRateLimiter(dead, 1.0, 2, prefix=redis_prefix, clock=clock)
+    limiter = FailoverRateLimiter(down, LocalRateLimiter(1.0, 2, clock=clock), retry_s=5,
+                                  clock=clock)
+    assert [limiter.take("k").allowed for _ in range(3)] == [True, True, False]  # local bucket
+    assert limiter.failovers == 1  # one failed try, then the local bucket until retry_s
+    limiter.shared = shared  # Redis is back
+    clock.advance(5)
+    assert limiter.take("k").allowed and limiter.failovers == 1
+    assert redis_client.exists(f"{redis_prefix}ratelimit:k")
+
+
+@pytest.mark.unit
+def test_failover_needs_limiters_of_the_same_limit():
+    from ddso.security.ratelimit import FailoverRateLimiter
+
+    with pytest.raises(ValueError, match="same rate"):
+        FailoverRateLimiter(LocalRateLimiter(1.0, 2), LocalRateLimiter(2.0, 2))
