@@ -1,44 +1,48 @@
-"""``ddso bench serve``: /v1/decide under open-loop load, against the same logic in one process.
+"""``ddso bench serve``: /v1/decide under open-loop load, on Serve and in one plain process.
 
 Builds what ``ddso up`` builds on a small generated dataset (features snapshot, a Ray-trained
-propensity model, the Serve app with an API key), then:
+propensity model, an API key) plus an engagement policy of the training job's shape (random
+weights: the same serving cost as a trained one; ``policy=0`` leaves it out), then, with the
+load generator of :mod:`benchmarks.loadgen` running as a separate process for each
+measurement:
 
-- ``plain_p50_us`` / ``plain_p99_us``: the decision logic the ingress runs (feature lookup,
-  scoring with reason codes, :func:`ddso.policy.decide.decide`, the audit record) called in
-  this process, one request at a time: the "same logic in one plain process" of the target.
-- ``serve_p50_ms`` / ``serve_p99_ms`` / ``serve_errors`` (non-200 answers, with the 429 and
-  503 counts) / ``serve_unanswered``: open-loop HTTP load at ``rate``
-  requests/s for ``seconds`` (after ``warmup`` seconds not counted) from this process: each
-  request is sent at its scheduled time whether or not earlier ones have answered, so
-  queueing shows in the latency instead of slowing the offered rate. Latency is measured from
-  the scheduled send time. ``serve_achieved_rps`` is answers per second.
-- ``serve_vs_plain_p50``: how many times the plain p50 the served p50 is (target: <= 2).
+- ``r{RATE}_achieved_rps`` / ``r{RATE}_p50_ms`` / ``r{RATE}_p99_ms`` /
+  ``r{RATE}_error_rate`` (non-200 answers and unanswered requests over all offered) for each
+  offered rate (``rates``, default 50,100,200,300,400,500 requests/s) against the Serve app
+  of :func:`serve_deployments.app.build_app`, with the Serve settings ddso runs with
+  (:data:`ddso.runtime.SERVE_ENV`). ``bend_rps``: the highest rate whose p99 stayed within
+  30 ms with no errors (0 if none did).
+- ``plain_p50_ms`` / ``plain_p99_ms`` / ``plain_error_rate``: the same app over the same
+  service (:mod:`serve_deployments.plain`) in one uvicorn process without Serve, at
+  ``plain_rate`` (100) requests/s; ``serve_vs_plain_p50`` / ``serve_vs_plain_p99``: the
+  Serve figures at that rate over these (target: <= 2).
+- ``logic_p50_us`` / ``logic_p99_us``: the decision logic alone (feature lookup, scoring
+  with reason codes, the policy, :func:`ddso.policy.decide.decide`, the audit record) called in this
+  process, no HTTP.
 
-Serve runs with the settings DESIGN.md measured as best here (throughput-optimised, gRPC
-between deployments, the router in its own loop), set before Ray starts unless already set.
+The API key's rate limit is raised for the run (the default, 400/s per key, would answer
+429 at 500/s: correct behaviour, but not what this measures). Each measurement runs
+``warmup`` seconds not counted, then ``seconds`` counted.
 
-Options: customers (2000), days (120), rate (300), seconds (20), warmup (3), plain_calls (2000).
+Options: customers (2000), days (120), rates, seconds (10), warmup (2), plain_rate (100),
+logic_calls (2000), policy (1).
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-_SERVE_ENV = {
-    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
-    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "1",
-    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
-}
+P99_TARGET_MS = 30.0
 
 
 def _free_port() -> int:
@@ -47,126 +51,96 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _plain_latencies(snapshot: Path, registry: str, products: str, customers: list[str],
-                     calls: int, home: Path) -> np.ndarray:
-    """Microseconds per decision through the ingress's own functions, in this process."""
-    from ddso.audit import make_record, offers_json
-    from ddso.config import load_settings
-    from ddso.models.registry import ModelRegistry
-    from ddso.policy.decide import PropensityScorer, decide
-    from ddso.stores.online import LiveFeatures, SnapshotStore
-    from serve_deployments.app import PROPENSITY_MODEL, _load_offers, _programs, customer_inputs
+def _logic_latencies(args: dict[str, Any], customers: list[str], calls: int) -> np.ndarray:
+    """Microseconds per :meth:`DecisionService.decide` (what ``POST /v1/decide`` runs after
+    authentication and parsing: lookup, scoring, policy, decision, audit, the answer's body),
+    called in this process."""
+    from serve_deployments.schemas import DecideRequest
+    from serve_deployments.service import (
+        AppArgs,
+        AssessmentClient,
+        AssessmentModel,
+        DecisionService,
+    )
 
-    store = LiveFeatures(SnapshotStore.from_parquet(snapshot))
-    scorer = PropensityScorer(ModelRegistry(registry).champion(PROPENSITY_MODEL))
-    offers = _load_offers(_programs(products))
-    catalogue = offers_json(offers)
-    pii_key = load_settings(home=home).pii_key_bytes()
+    a = AppArgs.model_validate(args)
+    service = DecisionService(a, AssessmentClient.local(AssessmentModel(a.registry, a.products)))
+    assert service.scorer is not None
     out = np.empty(calls)
-    for i in range(calls):
-        cid = customers[i % len(customers)]
-        t0 = time.perf_counter()
-        features, facts, cold, _ = customer_inputs(store, cid, 2025)
-        scores = scorer.score(features)
-        d = decide(str(uuid.uuid4()), features, facts, scores, offers, epsilon=0.05,
-                   versions={"propensity": scores["model_version"]})
-        make_record(d, customer_id=cid, pii_key=pii_key, request={}, features=features,
-                    facts=facts, offers_json=catalogue, cold_start=cold)
-        out[i] = (time.perf_counter() - t0) * 1e6
+    try:
+        for i in range(calls):
+            cid = customers[i % len(customers)]
+            t0 = time.perf_counter()
+            service.decide(DecideRequest(customer_id=cid))
+            out[i] = (time.perf_counter() - t0) * 1e6
+    finally:
+        service.close()
     return out
 
 
-async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                   raw: bytes) -> int:
-    """One HTTP/1.1 request on a kept-alive connection; the status code."""
-    writer.write(raw)
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    await reader.readexactly(length)
-    return status
+def _load(url: str, token: str, customers_file: Path, rate: float, seconds: float,
+          warmup: float) -> dict[str, Any]:
+    """Run the load generator as its own process; its figures."""
+    cmd = [sys.executable, "-m", "benchmarks.loadgen", url, token, str(customers_file),
+           "--rate", str(rate), "--seconds", str(seconds), "--warmup", str(warmup)]
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True,
+                          timeout=warmup + seconds + 90)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["error_rate"] = round(
+        (result["errors"] + result["unanswered"]) / max(result["requests"], 1), 4)
+    print(f"bench serve: {url} at {rate:g}/s -> {result}", file=sys.stderr, flush=True)
+    return result
 
 
-async def _open_loop(url: str, token: str, customers: list[str], rate: float, seconds: float,
-                     warmup: float, connections: int = 64) -> dict[str, float | int]:
-    """Offer ``rate`` requests/s for ``warmup + seconds`` over kept-alive connections.
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    import httpx
 
-    Request ``i`` is due at ``start + i / rate``; a free connection sends it as soon as it is
-    due, and its latency counts from the due time, so a slow server shows as latency (no
-    coordinated omission) while the client stays cheap: raw HTTP/1.1 on ``connections``
-    sockets, about a tenth of httpx's cost per request, which could not offer 300/s here.
-    Requests still unsent or unanswered 30 s after the last one was due are ``unanswered``.
-    """
-    host, port = url.removeprefix("http://").split(":")
-    total = int((warmup + seconds) * rate)
-    bodies = [f'{{"customer_id":"{c}"}}'.encode() for c in customers]
-    raws = [
-        (f"POST /v1/decide HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
-         f"Content-Type: application/json\r\nContent-Length: {len(b)}\r\n\r\n").encode() + b
-        for b in bodies
-    ]
-    latencies: list[float] = []
-    statuses: dict[str, int] = {}
-    next_index = 0
-    start = time.perf_counter() + 0.5
-
-    async def worker() -> None:
-        nonlocal next_index
-        reader, writer = await asyncio.open_connection(host, int(port))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the plain server exited with {proc.returncode}")
         try:
-            while next_index < total:
-                i = next_index
-                next_index += 1
-                due = start + i / rate
-                await asyncio.sleep(max(0.0, due - time.perf_counter()))
-                try:
-                    status = str(await _request(reader, writer, raws[i % len(raws)]))
-                except (OSError, asyncio.IncompleteReadError, ValueError) as e:
-                    status = type(e).__name__
-                    writer.close()
-                    reader, writer = await asyncio.open_connection(host, int(port))
-                if due - start >= warmup:
-                    latencies.append(time.perf_counter() - due)
-                    statuses[status] = statuses.get(status, 0) + 1
-        finally:
-            writer.close()
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"the plain server at {url} did not answer within {timeout_s:g} s")
 
-    tasks = [asyncio.ensure_future(worker()) for _ in range(connections)]
-    _, pending = await asyncio.wait(tasks, timeout=warmup + seconds + 30.5)
-    for task in pending:
-        task.cancel()
-    elapsed = time.perf_counter() - start - warmup
-    ms = np.array(latencies) * 1e3 if latencies else np.array([np.nan])
-    measured = int(seconds * rate)
-    ok = statuses.get("200", 0)
-    return {
-        "serve_requests": measured,
-        "serve_ok": ok,
-        "serve_errors": len(latencies) - ok,
-        "serve_unanswered": measured - len(latencies),
-        "serve_status_429": statuses.get("429", 0),
-        "serve_status_503": statuses.get("503", 0),
-        "serve_achieved_rps": round(ok / max(elapsed, 1e-9), 1),
-        "serve_p50_ms": round(float(np.percentile(ms, 50)), 2),
-        "serve_p99_ms": round(float(np.percentile(ms, 99)), 2),
-        "serve_max_ms": round(float(ms.max()), 2),
-    }
+
+def _plain(args: dict[str, Any], token: str, customers_file: Path, rate: float,
+           seconds: float, warmup: float) -> dict[str, Any]:
+    port = _free_port()
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serve_deployments.plain", "--port", str(port),
+         "--args", json.dumps(args)],
+        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        return _load(url, token, customers_file, rate, seconds, warmup)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def run(options: dict[str, str]) -> dict[str, float | int | str]:
     customers = int(options.get("customers", 2000))
     days = int(options.get("days", 120))
-    rate = float(options.get("rate", 300))
-    seconds = float(options.get("seconds", 20))
-    warmup = float(options.get("warmup", 3))
-    plain_calls = int(options.get("plain_calls", 2000))
-    for name, value in _SERVE_ENV.items():
-        os.environ.setdefault(name, value)
+    rates = [float(r) for r in options.get("rates", "50,100,200,300,400,500").split(",")]
+    seconds = float(options.get("seconds", 10))
+    warmup = float(options.get("warmup", 2))
+    plain_rate = float(options.get("plain_rate", 100))
+    logic_calls = int(options.get("logic_calls", 2000))
+
+    from ddso.runtime import SERVE_ENV, apply_serve_env
+
+    apply_serve_env()  # before Ray starts: the settings ddso serves with
 
     import pandas as pd
     from ray import serve
@@ -179,9 +153,13 @@ def run(options: dict[str, str]) -> dict[str, float | int | str]:
     from pipelines.up import build_snapshot, propensity_horizon
     from serve_deployments.app import build_app
 
+    metrics: dict[str, float | int | str] = {"benchmark": "serve", "customers": customers,
+                                             "seconds": seconds}
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
-        settings = load_settings(home=home)
+        overrides = {"home": str(home),
+                     "security": {"rate_limit_per_s": 1e6, "rate_limit_burst": 1_000_000}}
+        settings = load_settings(**overrides)
         data = home / "data"
         generate(GeneratorConfig(customers=customers, days=days, seed=7), data, progress=False)
         init_ray(settings)
@@ -190,33 +168,51 @@ def run(options: dict[str, str]) -> dict[str, float | int | str]:
         train_propensity.main(train_propensity.Args(
             data=str(data), registry=registry, storage=str(home / "ray_results"),
             horizon_days=propensity_horizon(days)))
-        products = str(data / "warehouse" / "products")
-        ids = pd.read_parquet(snapshot, columns=["customer_id"])["customer_id"].tolist()
+        products = data / "warehouse" / "products"
+        if options.get("policy", "1") == "1":
+            from ddso.models.registry import ModelRegistry
+            from rl_env.serving import register_untrained
 
-        plain = _plain_latencies(snapshot, registry, products, ids, plain_calls, home)
+            table = pd.read_parquet(products, columns=["product_id", "program_kind"])
+            programs = sorted(table.loc[table["program_kind"].notna(), "product_id"])
+            register_untrained(ModelRegistry(registry), programs, home)
+        args = {"registry": registry, "features": str(snapshot), "products": str(products),
+                "settings": overrides}
+        ids = pd.read_parquet(snapshot, columns=["customer_id"])["customer_id"].tolist()
+        customers_file = Path(tmp) / "customers.txt"
+        customers_file.write_text("\n".join(ids))
+        _, token = ApiKeyStore(FileKeyBackend(settings.api_keys_path()),
+                               settings.api_key_hash_key_bytes()).create_key({"decide"})
+
+        logic = _logic_latencies(args, ids, logic_calls)
+        metrics["logic_p50_us"] = round(float(np.percentile(logic, 50)), 1)
+        metrics["logic_p99_us"] = round(float(np.percentile(logic, 99)), 1)
+
+        plain = _plain(args, token, customers_file, plain_rate, seconds, warmup)
+        metrics.update({"plain_rate": plain_rate, "plain_achieved_rps": plain["achieved_rps"],
+                        "plain_p50_ms": plain["p50_ms"], "plain_p99_ms": plain["p99_ms"],
+                        "plain_error_rate": plain["error_rate"]})
 
         port = _free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app({"registry": registry, "features": str(snapshot),
-                             "products": products, "settings": {"home": str(home)}}),
-                  name="ddso-bench", route_prefix="/")
-        _, token = ApiKeyStore(FileKeyBackend(settings.api_keys_path()),
-                               settings.api_key_hash_key_bytes()).create_key({"decide"})
+        serve.run(build_app(args), name="ddso-bench", route_prefix="/")
+        bend = 0.0
         try:
-            served = asyncio.run(
-                _open_loop(f"http://127.0.0.1:{port}", token, ids, rate, seconds, warmup))
-            print(f"bench serve: load done {served}", file=sys.stderr, flush=True)
+            for rate in rates:
+                r = _load(f"http://127.0.0.1:{port}", token, customers_file, rate, seconds,
+                          warmup)
+                key = f"r{rate:g}"
+                metrics.update({f"{key}_achieved_rps": r["achieved_rps"],
+                                f"{key}_p50_ms": r["p50_ms"], f"{key}_p99_ms": r["p99_ms"],
+                                f"{key}_error_rate": r["error_rate"]})
+                if r["error_rate"] == 0 and r["p99_ms"] <= P99_TARGET_MS:
+                    bend = max(bend, rate)
+                if rate == plain_rate:
+                    metrics["serve_vs_plain_p50"] = round(r["p50_ms"] / plain["p50_ms"], 2)
+                    metrics["serve_vs_plain_p99"] = round(r["p99_ms"] / plain["p99_ms"], 2)
         finally:
             serve.delete("ddso-bench")
             serve.shutdown()
-    plain_p50 = float(np.percentile(plain, 50))
-    return {
-        "benchmark": "serve",
-        "customers": customers,
-        "rate_offered": rate,
-        "seconds": seconds,
-        **served,
-        "plain_p50_us": round(plain_p50, 1),
-        "plain_p99_us": round(float(np.percentile(plain, 99)), 1),
-        "serve_vs_plain_p50": round(served["serve_p50_ms"] * 1e3 / plain_p50, 1),
-    }
+        metrics["bend_rps"] = bend
+    metrics["serve_settings"] = ",".join(f"{k}={os.environ.get(k)}" for k in sorted(SERVE_ENV))
+    return metrics

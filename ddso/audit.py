@@ -30,6 +30,8 @@ from ddso.errors import UserError
 from ddso.pii import pseudonymise
 from ddso.policy.arbitration import CustomerFacts, Offer
 from ddso.policy.decide import (
+    RULE_POLICY,
+    Candidate,
     Decision,
     PropensityScorer,
     decide,
@@ -215,6 +217,24 @@ def replay(record: Mapping[str, Any], registry: Any) -> list[str]:
             f"the decision used {versions.get('propensity_sha256')}"
         )
     scores = PropensityScorer(model).score(features)
+    rank = None
+    if versions.get("policy", RULE_POLICY) != RULE_POLICY:
+        from rl_env.serving import EngagementPolicy  # the RL package only when one was used
+
+        pname, _, pversion = versions["policy"].partition(":")
+        policy_version = registry.get(pname, pversion)
+        if policy_version.artifact_sha256 != versions.get("policy_sha256"):
+            problems.append(
+                f"policy {versions['policy']} artifact sha256 is "
+                f"{policy_version.artifact_sha256}, the decision used "
+                f"{versions.get('policy_sha256')}"
+            )
+        policy = EngagementPolicy(policy_version)
+
+        def rank(candidates: Sequence[Candidate]) -> dict[Candidate, float]:
+            return policy.scores(features, facts, scores["band"], record["decided_at"],
+                                 candidates)
+
     again = decide(
         recorded["decision_id"],
         features,
@@ -223,6 +243,7 @@ def replay(record: Mapping[str, Any], registry: Any) -> list[str]:
         offers,
         epsilon=recorded["epsilon"],
         versions=versions,
+        policy=rank,
     ).to_dict()
     fresh = json.loads(_json(again))
     for key in sorted(set(recorded) | set(fresh)):

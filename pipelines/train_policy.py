@@ -305,6 +305,7 @@ def main(args: Args) -> ModelVersion:
         "holdout": f"{ENV_ID}:pool_seed={args.pool_seed + 1}:episodes={args.eval_episodes}:"
                    f"seed={args.seed}:horizon={args.horizon_days}",
         "features": list(OBS_NAMES), "n_actions": policy.n_actions,
+        "programs": list(pool.programs.product_ids),  # the offers of the actions, in order
         "args": asdict(args), "rllib_checkpoint": str(checkpoint),
     })
     outcome = "promoted (first version)"

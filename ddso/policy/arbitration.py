@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ddso.policy.eligibility import why_ineligible
 from ddso.schemas.base import Band, Channel
@@ -52,19 +53,27 @@ MAX_CONTACTS_7D = 3
 
 def ineligibility(offer: Offer, band: Band, features: Mapping[str, float], age: int) -> str | None:
     """Why ``offer`` may not be made to this customer, or None if it may."""
-    limits = {
+    return why_ineligible(offer_limits(offer), customer_facts(band, features, age))
+
+
+def offer_limits(offer: Offer) -> dict[str, Any]:
+    """The eligibility limits of ``offer``, named as :data:`ddso.policy.eligibility.RULES`."""
+    return {
         "min_band": offer.min_band,
         "max_debt_to_income": offer.max_debt_to_income,
         "min_age": offer.min_age,
         "min_income_monthly": offer.min_income_monthly,
     }
-    facts = {
+
+
+def customer_facts(band: Band, features: Mapping[str, float], age: int) -> dict[str, Any]:
+    """The facts the eligibility rules read, named as :data:`ddso.policy.eligibility.RULES`."""
+    return {
         "band": band,
         "debt_to_income": features["debt_to_income"],
         "age": age,
         "monthly_income": features["monthly_income"],
     }
-    return why_ineligible(limits, facts)
 
 
 def choose_channel(facts: CustomerFacts) -> str | None:
@@ -85,8 +94,9 @@ def arbitrate(
     """Pick the action for one customer (see the module docstring for the rules)."""
     ineligible: dict[str, str] = {}
     eligible: list[Offer] = []
+    customer = customer_facts(band, features, facts.age)
     for offer in offers:
-        why = ineligibility(offer, band, features, facts.age)
+        why = why_ineligible(offer_limits(offer), customer)
         if why is None:
             eligible.append(offer)
         else:

@@ -13,19 +13,18 @@ no channel may be used (no consent, contact cap), "no contact" is the only one a
 with propensity 1.
 
 :class:`PropensityScorer` turns a feature row into the scores ``decide`` reads, from one
-registry version of the propensity model; the Serve ``Assessment`` deployment and
-``ddso audit replay`` both use it, so replay runs exactly the serving code.
+registry version of the propensity model; the serving path
+(:class:`serve_deployments.service.DecisionService`) and ``ddso audit replay`` both use it,
+so replay runs exactly the serving code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from typing import Any
-
-import xgboost as xgb
 
 from ddso.models import scorecard
 from ddso.models.binary import load_calibrator
@@ -43,6 +42,12 @@ from ddso.schemas.base import Band
 
 DEFAULT_EPSILON = 0.05
 NO_CONTACT: tuple[str | None, str | None] = (None, None)
+RULE_POLICY = "propensity_x_value"
+"""The ``policy`` version of decisions made without a learned policy."""
+Candidate = tuple[str | None, str | None]
+PolicyScores = Callable[[Sequence[Candidate]], Mapping[Candidate, float]]
+"""A learned policy's scores of the candidate actions (higher is better); candidates it does
+not score are left out of its ranking."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,12 @@ class Decision:
     versions: dict[str, str]
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """The decision as JSON-ready values (what the audit record stores).
+
+        Shallow: ``scores`` and the reason dicts are shared, not copied (``asdict``'s deep
+        copy was a tenth of the decision's serving cost).
+        """
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["greedy"] = list(self.greedy)
         d["candidates"] = [list(c) for c in self.candidates]
         d["reasons"] = list(self.reasons)
@@ -100,8 +110,14 @@ def decide(
     *,
     epsilon: float = DEFAULT_EPSILON,
     versions: Mapping[str, str] | None = None,
+    policy: PolicyScores | None = None,
 ) -> Decision:
-    """The decision for one customer; ``scores`` are :meth:`PropensityScorer.score`'s."""
+    """The decision for one customer; ``scores`` are :meth:`PropensityScorer.score`'s.
+
+    With ``policy`` (the exported engagement policy, :mod:`rl_env.serving`), the greedy
+    action is the candidate the policy scores highest; without it, or when it scores none of
+    the candidates, the propensity x value rule of :func:`arbitrate` picks it.
+    """
     if not (math.isfinite(epsilon) and 0.0 <= epsilon <= 1.0):
         raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
     propensity_score = float(scores["propensity"])
@@ -110,6 +126,14 @@ def decide(
     candidates = candidate_actions(choose_channel(facts), features["contacts_7d"], action.eligible)
     if greedy not in candidates:  # arbitrate and the candidate rule disagree: never explore
         candidates = (*candidates, greedy)
+    reason, policy_score = action.reason, None
+    if policy is not None and len(candidates) > 1:  # with one candidate there is no choice
+        ranked = policy(candidates)
+        known = [c for c in candidates if c in ranked]
+        if known:
+            greedy = max(known, key=lambda c: ranked[c])  # ties: the first candidate
+            policy_score = float(ranked[greedy])
+            reason = f"engagement policy: the best of {len(known)} allowed actions"
     u, index = exploration_draw(decision_id)
     explored = len(candidates) > 1 and u < epsilon
     chosen = candidates[index % len(candidates)] if explored else greedy
@@ -118,7 +142,7 @@ def decide(
     explanation = (
         f"exploration (epsilon {epsilon:g}) among {len(candidates)} actions"
         if explored and chosen != greedy
-        else action.reason
+        else reason
     )
     return Decision(
         decision_id=decision_id,
@@ -134,6 +158,7 @@ def decide(
             "health_score": float(scores["health_score"]),
             "band": scores["band"],
             "expected_value": action.expected_value,
+            **({} if policy_score is None else {"policy_score": policy_score}),
         },
         reasons=tuple(
             {k: r[k] for k in ("feature", "text", "contribution")} for r in scores["reasons"]
@@ -158,10 +183,7 @@ class PropensityScorer:
     def score(self, features: Mapping[str, float]) -> dict[str, Any]:
         row = self.scorer.vector(dict(features))
         propensity = float(self.calibrator.apply(self.scorer.predict(row)))
-        # One thread: XGBoost's default thread pool makes building a one-row DMatrix cost
-        # ~16 ms on this machine kind, against ~0.3 ms here.
-        matrix = xgb.DMatrix(row, feature_names=self.features, nthread=1)
-        contributions = self.scorer.booster.predict(matrix, pred_contribs=True)[0]
+        contributions = self.scorer.contributions(row)
         reasons = top_reasons(contributions, self.features, row[0])
         health = scorecard.health_score(features)
         return {

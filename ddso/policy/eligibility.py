@@ -52,7 +52,9 @@ RULES: tuple[Rule, ...] = (
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
+    # NaN is the one value unequal to itself (np.isnan costs ~20x more on a scalar; every
+    # decision checks every offer's rules).
+    return value is None or (isinstance(value, float | np.floating) and value != value)
 
 
 def why_ineligible(limits: Mapping[str, Any], facts: Mapping[str, Any]) -> str | None:

@@ -6,9 +6,13 @@ pytestmark = [pytest.mark.ray, pytest.mark.integration]
 
 
 def test_serve_bench_small(ray_session):
-    m = bench.run({"customers": "400", "days": "90", "rate": "20", "seconds": "2",
-                   "warmup": "1", "plain_calls": "50"})
-    assert m["serve_requests"] == 40 and m["serve_ok"] == 40 and m["serve_errors"] == 0
-    assert m["serve_unanswered"] == 0
-    assert 0 < m["plain_p50_us"] <= m["plain_p99_us"]
-    assert 0 < m["serve_p50_ms"] <= m["serve_p99_ms"] <= m["serve_max_ms"]
+    m = bench.run({"customers": "400", "days": "90", "rates": "20,40", "seconds": "2",
+                   "warmup": "1", "plain_rate": "20", "logic_calls": "50"})
+    for key in ("r20", "r40"):
+        assert m[f"{key}_error_rate"] == 0
+        assert 0 < m[f"{key}_p50_ms"] <= m[f"{key}_p99_ms"]
+        assert m[f"{key}_achieved_rps"] > 0
+    assert m["plain_error_rate"] == 0 and 0 < m["plain_p50_ms"] <= m["plain_p99_ms"]
+    assert 0 < m["logic_p50_us"] <= m["logic_p99_us"]
+    assert m["serve_vs_plain_p99"] > 0
+    assert m["bend_rps"] in (0, 20, 40)

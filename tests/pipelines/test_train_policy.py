@@ -66,6 +66,11 @@ def test_a_tiny_run_registers_the_policy_and_its_learning_curve(trained):
     assert metrics["train_env_steps"] == curve[-1]["env_steps"]
     assert set(metrics) >= {"eval_mean_return", "eval_conversion", "bau_mean_return"}
     assert version.metadata["features"] == list(OBS_NAMES)
+    from rl_env.serving import load_policy
+
+    served = load_policy(registry)  # what the decision API loads
+    assert served.version == f"{MODEL_NAME}:{version.version}"
+    assert len(served.programs) == (version.metadata["n_actions"] - 1) // 4 - 1
     run = json.loads(Path(args.json).read_text())
     assert run["version"] == version.version and "ppo" in run["evaluation"]["policies"]
 

@@ -58,6 +58,7 @@ def served(ray_session, tmp_path_factory):
             data=str(data), registry=str(home / "registry"), storage=str(home / "ray_results")
         )
     )
+    _register_random_policy(home, data)
     keys = key_store(settings)
     tokens = {
         name: keys.create_key(scopes, name=name)[1]
@@ -94,6 +95,18 @@ def served(ray_session, tmp_path_factory):
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
         yield {"client": client, "customers": customers, "tokens": tokens, "home": home}
     serve.shutdown()  # the next module starts Serve on its own port
+
+
+def _register_random_policy(home: Path, data: Path) -> None:
+    """An engagement policy champion with random weights: decisions go through the policy."""
+    import pandas as pd
+
+    from ddso.models.registry import ModelRegistry
+    from rl_env.serving import register_untrained
+
+    products = pd.read_parquet(data / "warehouse" / "products")
+    programs = sorted(products.loc[products["program_kind"].notna(), "product_id"])
+    register_untrained(ModelRegistry(str(home / "registry")), programs, home)
 
 
 def auth(served, name: str = "decide") -> dict[str, str]:
@@ -204,6 +217,7 @@ def test_decide_known_customer(served):
     assert d["customer_id"] == customers[0] and not d["cold_start"] and not d["degraded"]
     assert len(d["reasons"]) <= 3 and all(x["text"] for x in d["reasons"])
     assert d["versions"]["propensity_sha256"] and d["versions"]["features"] == "customer:v1"
+    assert d["versions"]["policy"] == "engagement_policy:v0001" and d["versions"]["policy_sha256"]
     assert (d["action"]["offer_id"] is None) or (d["action"]["offer_id"] in d["eligible_offers"])
     assert 0.0 < d["propensity"] <= 1.0
 

@@ -79,6 +79,15 @@ def test_contributions_sum_to_the_margin_of_the_prediction(fitted):
         assert scorer.predict(row) == pytest.approx(1 / (1 + np.exp(-margin)), rel=1e-5)
 
 
+def test_contributions_equal_xgboosts_own(fitted):
+    booster, scorer = fitted
+    rows = _rows(50, seed=6)
+    rows[::3, 1] = np.nan  # missing values take the default branch in both
+    expected = booster.predict(xgb.DMatrix(rows, feature_names=FEATURES), pred_contribs=True)
+    for row, want in zip(rows, expected, strict=True):
+        np.testing.assert_array_equal(scorer.contributions(row[None, :]), want)
+
+
 def test_concurrent_callers_get_their_own_rows_scores(fitted):
     booster, scorer = fitted
     rows = _rows(400, seed=5)

@@ -106,3 +106,35 @@ def test_bad_epsilon_is_refused(eps):
 
 def test_offers_round_trip_through_dicts():
     assert [offer_from_dict(offer_to_dict(o)) for o in OFFERS] == OFFERS
+
+
+def test_a_policy_picks_the_greedy_action_among_the_candidates_it_scores():
+    calls = []
+
+    def policy(candidates):
+        calls.append(candidates)
+        return {NO_CONTACT: 0.1, ("email", "P1"): 2.0}  # P2 left unscored
+
+    d = decide("d-p", features(), FACTS, SCORES, OFFERS, epsilon=0.0, policy=policy)
+    assert calls == [(NO_CONTACT, ("email", "P1"), ("email", "P2"))]
+    assert d.greedy == ("email", "P1") == (d.channel, d.offer_id)  # the rule would take P2
+    assert d.scores["policy_score"] == 2.0 and "engagement policy" in d.explanation
+    assert d.propensity == 1.0
+
+
+def test_a_policy_that_scores_nothing_leaves_the_rule_in_charge():
+    d = decide("d-q", features(), FACTS, SCORES, OFFERS, epsilon=0.0, policy=lambda c: {})
+    assert d.greedy == ("email", "P2") and "policy_score" not in d.scores
+
+
+def test_with_a_policy_the_propensities_of_the_candidates_still_sum_to_one():
+    eps = 0.2
+
+    def policy(candidates):
+        return {c: float(i) for i, c in enumerate(candidates)}
+
+    d = decide("d-r", features(), FACTS, SCORES, OFFERS, epsilon=eps, policy=policy)
+    total = sum(
+        eps / len(d.candidates) + (1 - eps) * (c == d.greedy) for c in d.candidates
+    )
+    assert total == pytest.approx(1.0) and d.greedy == d.candidates[-1]
