@@ -34,6 +34,8 @@ import struct
 import threading
 import zlib
 from bisect import bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,6 +154,17 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def _flocked(path: Path) -> Iterator[None]:
+    """An exclusive flock on ``path`` (created if missing) for the duration."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _write_json_atomic(path: Path, obj: object) -> None:
@@ -439,16 +452,19 @@ class LocalEventLog:
     def commit(self, group: str, offsets: dict[int, int]) -> None:
         """Record ``{partition: next offset to read}`` for ``group``, atomically.
 
-        Partitions not named keep their previous commit.
+        Partitions not named keep their previous commit, also when other processes commit
+        other partitions of the same group at the same time.
         """
         path = self._group_path(group)
         for p, off in offsets.items():
             self._part(p)
             if off < 0:
                 raise ValueError(f"offset for partition {p} must be >= 0, got {off}")
-        with self._lock:
+        path.parent.mkdir(exist_ok=True)
+        # Consumers of one group may be separate processes (Ray tasks): the read-merge-write
+        # holds an flock, or one consumer's commit could overwrite another's partitions.
+        with self._lock, _flocked(path.with_suffix(".lock")):
             merged = {**self.committed(group), **offsets}
-            path.parent.mkdir(exist_ok=True)
             _write_json_atomic(path, {str(p): off for p, off in sorted(merged.items())})
 
     def committed(self, group: str) -> dict[int, int]:

@@ -176,3 +176,25 @@ def test_one_writer_many_readers(tmp_path: Path) -> None:
             log.read(5, 0)
     assert not list(tmp_path.glob("groups/.*.tmp"))
     assert os.path.exists(tmp_path / "groups" / "readers-may-commit.json")
+
+
+def _commit_many(path: str, partition: int, times: int) -> None:
+    log = LocalEventLog(path, readonly=True)
+    for offset in range(1, times + 1):
+        log.commit("g", {partition: offset})
+    log.close()
+
+
+def test_commits_of_one_group_from_several_processes_are_all_kept(tmp_path: Path) -> None:
+    """Two consumers (Ray tasks: processes) commit their own partitions at the same time."""
+    import multiprocessing
+
+    LocalEventLog(tmp_path, partitions=4).close()
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_commit_many, args=(str(tmp_path), p, 150)) for p in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    assert LocalEventLog(tmp_path, readonly=True).committed("g") == {p: 150 for p in range(4)}
