@@ -24,7 +24,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (a bad value exits 2 naming it)."""
     try:
         value = int(text)
     except ValueError:
@@ -196,11 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     up = sub.add_parser("up", help="generate data, featurize, train, serve and send decisions")
-    up.add_argument("--customers", type=_positive_int, default=5000)
-    up.add_argument("--days", type=_positive_int, default=120)
+    up.add_argument("--customers", type=positive_int, default=5000)
+    up.add_argument("--days", type=positive_int, default=120)
     up.add_argument("--seed", type=_non_negative_int, default=7)
-    up.add_argument("--requests", type=_positive_int, default=5, help="sample decisions to send")
-    up.add_argument("--port", type=_positive_int, default=None, help="HTTP port (default: config)")
+    up.add_argument("--requests", type=positive_int, default=5, help="sample decisions to send")
+    up.add_argument("--port", type=positive_int, default=None, help="HTTP port (default: config)")
     up.add_argument("--once", action="store_true", help="exit after the sample requests")
     up.set_defaults(func=_cmd_up)
 
@@ -208,8 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="data_command", required=True, parser_class=_Parser
     )
     gen = data.add_parser("generate", help="write warehouse tables and the event stream")
-    gen.add_argument("--customers", type=_positive_int, required=True)
-    gen.add_argument("--days", type=_positive_int, required=True)
+    gen.add_argument("--customers", type=positive_int, required=True)
+    gen.add_argument("--days", type=positive_int, required=True)
     gen.add_argument("--seed", type=_non_negative_int, default=0)
     gen.add_argument("--start", default="2025-01-01", help="first day (YYYY-MM-DD, UTC)")
     gen.add_argument("--out", required=True, metavar="DIR")
@@ -224,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         "publish", help="replay a dataset's events into Kafka (if configured) or the local log"
     )
     pub.add_argument("dir", metavar="DIR")
-    pub.add_argument("--partitions", type=_positive_int, default=4, help="for a new topic/log")
+    pub.add_argument("--partitions", type=positive_int, default=4, help="for a new topic/log")
     pub.set_defaults(func=_cmd_data_publish)
 
     train = sub.add_parser("train", help="train models").add_subparsers(

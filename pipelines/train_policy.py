@@ -41,12 +41,12 @@ from rl_env import ENV_ID
 from rl_env.config import JourneyConfig
 from rl_env.customers import CustomerPool, synthetic_pool
 from rl_env.evaluate import evaluate
-from rl_env.export import NumpyPolicy, ObsNormalizer
+from rl_env.export import POLICY_MODEL, NumpyPolicy, ObsNormalizer
 from rl_env.observation import OBS_NAMES
 from rl_env.policies import BusinessAsUsual, RandomMasked
 from rl_env.vector import CustomerJourneyVectorEnv
 
-MODEL_NAME = "engagement_policy"
+MODEL_NAME = POLICY_MODEL
 RLLIB_ENV = "ddso_customer_journey_scaled"
 """The name the scaled vector environment is registered under in RLlib's env registry."""
 CURVE_COLUMNS = ("iteration", "env_steps", "episodes", "episode_return_mean",

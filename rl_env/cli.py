@@ -13,19 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ddso.cli import positive_int
 from ddso.errors import UserError
-
-POLICY_MODEL = "engagement_policy"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
+from rl_env.export import POLICY_MODEL
 
 
 def _write_json(path: str | None, report: dict[str, Any]) -> None:
@@ -106,17 +96,17 @@ def add_rl_commands(subparsers: argparse._SubParsersAction) -> None:
     cal.set_defaults(func=_cmd_calibrate)
 
     ev = rl.add_parser("evaluate", help="run the baselines (and a learned policy) with 95%% CIs")
-    ev.add_argument("--episodes", type=_positive_int, default=10_000,
+    ev.add_argument("--episodes", type=positive_int, default=10_000,
                     help="customers per policy, one episode each (default 10000)")
     ev.add_argument("--seed", type=int, default=0, help="environment and policy seed")
     ev.add_argument("--pool-seed", type=int, default=1, help="customers drawn with this seed "
                     "(default 1: training uses pool seed 0)")
-    ev.add_argument("--horizon-days", type=_positive_int, default=180)
+    ev.add_argument("--horizon-days", type=positive_int, default=180)
     ev.add_argument("--policies", metavar="A,B", help="baselines to run (default: all of "
                     "no_contact, random, business_as_usual, greedy_propensity, linucb)")
     ev.add_argument("--policy-from", metavar="REGISTRY", help="a model registry holding an "
                     f"{POLICY_MODEL} champion, or a policy .npz")
-    ev.add_argument("--greedy-journeys", type=_positive_int, default=20_000,
+    ev.add_argument("--greedy-journeys", type=positive_int, default=20_000,
                     help="logged journeys the greedy propensity model is fitted on")
     ev.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     ev.set_defaults(func=_cmd_evaluate)

@@ -28,6 +28,8 @@ _ACTIVATIONS = {
     "relu": lambda x: np.maximum(x, 0.0),
 }
 _FORMAT = "ddso.numpy_policy/1"
+POLICY_MODEL = "engagement_policy"
+"""The registry name of the trained engagement policy (its ``policy.npz``: NumpyPolicy.save)."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ reachable, and a fast audit flush.
 """
 
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -30,9 +29,7 @@ def _wait_for(predicate, timeout_s: float = 10.0):
 
 
 @pytest.fixture(scope="module")
-def served(ray_session, tmp_path_factory):
-    from ray import serve
-
+def served(serving, tmp_path_factory):
     from ddso.config import load_settings
     from ddso.data.generator import GeneratorConfig, generate
     from pipelines import train_propensity
@@ -72,29 +69,20 @@ def served(ray_session, tmp_path_factory):
     revoked_id, revoked = keys.create_key("decide", name="revoked")
     keys.revoke_key(revoked_id)
     tokens["revoked"] = revoked
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(
-        build_app(
-            {
-                "registry": str(home / "registry"),
-                "features": str(snapshot),
-                "products": str(data / "warehouse" / "products"),
-                "settings": overrides,
-                "audit_flush_interval_s": 0.2,
-            }
-        ),
-        name="ddso-test",
-        route_prefix="/",
+    app = build_app(
+        {
+            "registry": str(home / "registry"),
+            "features": str(snapshot),
+            "products": str(data / "warehouse" / "products"),
+            "settings": overrides,
+            "audit_flush_interval_s": 0.2,
+        }
     )
     import pandas as pd
 
     customers = pd.read_parquet(snapshot, columns=["customer_id"])["customer_id"].tolist()
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+    with serving(app, "ddso-test") as url, httpx.Client(base_url=url, timeout=30) as client:
         yield {"client": client, "customers": customers, "tokens": tokens, "home": home}
-    serve.shutdown()  # the next module starts Serve on its own port
 
 
 def _register_random_policy(home: Path, data: Path) -> None:

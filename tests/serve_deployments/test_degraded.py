@@ -1,8 +1,6 @@
 """Degradation: with no trained propensity model the app still starts, and answers 503 naming
 the missing model (readiness and decisions) while the endpoints that need no model work."""
 
-import socket
-
 import httpx
 import pandas as pd
 import pytest
@@ -11,9 +9,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
-def served(ray_session, tmp_path_factory):
-    from ray import serve
-
+def served(serving, tmp_path_factory):
     from ddso.config import load_settings
     from ddso.data.generator import GeneratorConfig, generate
     from ddso.features.sets import cold_start_features
@@ -34,26 +30,20 @@ def served(ray_session, tmp_path_factory):
     pd.DataFrame([row]).to_parquet(snapshot, index=False)
     overrides = {"home": str(home)}
     token = key_store(load_settings(**overrides)).create_key("decide")[1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(
-        build_app(
-            {
-                "registry": str(home / "registry"),
-                "features": str(snapshot),
-                "products": str(data / "warehouse" / "products"),
-                "settings": overrides,
-            }
-        ),
-        name="ddso-degraded",
-        route_prefix="/",
+    app = build_app(
+        {
+            "registry": str(home / "registry"),
+            "features": str(snapshot),
+            "products": str(data / "warehouse" / "products"),
+            "settings": overrides,
+        }
     )
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=headers) as client:
+    with (
+        serving(app, "ddso-degraded") as url,
+        httpx.Client(base_url=url, timeout=30, headers=headers) as client,
+    ):
         yield client
-    serve.shutdown()
 
 
 def test_readyz_is_503_naming_the_missing_model(served):

@@ -13,7 +13,6 @@ is reachable from a test.
 """
 
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -26,6 +25,8 @@ import pyarrow.dataset as ds
 import pytest
 import redis
 
+from tests.serve_deployments.conftest import free_port
+
 pytestmark = [pytest.mark.ray, pytest.mark.integration]
 
 DEADLINE_S = 5.0
@@ -35,17 +36,11 @@ ERROR_WINDOW_S = 20.0
 model and snapshot loading here), HAProxy's health check passing again."""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class RedisServer:
     """A redis-server of the test's own, persisted to ``folder`` so a restart keeps the keys."""
 
     def __init__(self, folder: Path):
-        self.folder, self.port, self.proc = folder, _free_port(), None
+        self.folder, self.port, self.proc = folder, free_port(), None
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
@@ -70,19 +65,17 @@ class RedisServer:
 
 
 @pytest.fixture(scope="module")
-def faulty(ray_session, tmp_path_factory):
+def faulty(serving, tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("faults-redis"))
     server.start()
     try:
-        yield from _deploy(tmp_path_factory.mktemp("faults-home"), server)
+        yield from _deploy(tmp_path_factory.mktemp("faults-home"), server, serving)
     finally:
         server.proc.kill()  # also when the deployment failed part-way
 
 
-def _deploy(home: Path, server: RedisServer):
+def _deploy(home: Path, server: RedisServer, serving):
     """Data, a model, a key and the app on ``server``; yields what the tests use."""
-    from ray import serve
-
     from ddso.config import load_settings
     from ddso.data.generator import GeneratorConfig, generate
     from pipelines import train_propensity
@@ -102,16 +95,13 @@ def _deploy(home: Path, server: RedisServer):
     products = str(data / "warehouse" / "products")
     args = {"registry": registry, "features": str(snapshot), "products": products,
             "settings": overrides, "audit_flush_interval_s": 0.2}
-    port = _free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
     ingress = DecisionIngress.options(num_replicas=1, max_ongoing_requests=4,
                                       max_queued_requests=8)
-    serve.run(ingress.bind(Assessment.bind(registry, products), args), name="ddso-faults",
-              route_prefix="/")
+    app = ingress.bind(Assessment.bind(registry, products), args)
     customers = pd.read_parquet(snapshot, columns=["customer_id"])["customer_id"].tolist()
-    yield {"url": f"http://127.0.0.1:{port}", "token": token, "customers": customers,
-           "redis": server, "audit": home / "audit"}
-    serve.shutdown()
+    with serving(app, "ddso-faults") as url:
+        yield {"url": url, "token": token, "customers": customers, "redis": server,
+               "audit": home / "audit"}
 
 
 def _decide(client: httpx.Client, faulty, i: int, **headers) -> tuple[float, float, object]:
