@@ -31,7 +31,6 @@ from ddso.pii import pseudonymise
 from ddso.policy.arbitration import CustomerFacts, Offer
 from ddso.policy.decide import (
     RULE_POLICY,
-    Candidate,
     Decision,
     PropensityScorer,
     decide,
@@ -229,11 +228,9 @@ def replay(record: Mapping[str, Any], registry: Any) -> list[str]:
                 f"{policy_version.artifact_sha256}, the decision used "
                 f"{versions.get('policy_sha256')}"
             )
-        policy = EngagementPolicy(policy_version)
-
-        def rank(candidates: Sequence[Candidate]) -> dict[Candidate, float]:
-            return policy.scores(features, facts, scores["band"], record["decided_at"],
-                                 candidates)
+        rank = EngagementPolicy(policy_version).ranker(
+            features, facts, scores["band"], record["decided_at"]
+        )
 
     again = decide(
         recorded["decision_id"],

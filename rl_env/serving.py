@@ -35,6 +35,7 @@ from ddso.errors import UserError
 from ddso.features.financial import FEATURE_COLUMNS as FINANCIAL_FEATURES
 from ddso.models.registry import ModelRegistry, ModelVersion
 from ddso.policy.arbitration import CustomerFacts
+from ddso.policy.decide import PolicyScores
 from ddso.schemas.base import Band
 from rl_env.dynamics import STAGES
 from rl_env.export import POLICY_MODEL, NumpyPolicy
@@ -82,6 +83,11 @@ class EngagementPolicy:
         self.programs = {p: i for i, p in enumerate(programs)}
         self.version = f"{version.name}:{version.version}"
         self.artifact_sha256 = version.artifact_sha256
+
+    def ranker(self, features: Mapping[str, float], facts: CustomerFacts, band: str,
+               decided_at: float) -> PolicyScores:
+        """:meth:`scores` for one decision, as :func:`ddso.policy.decide.decide` takes it."""
+        return lambda candidates: self.scores(features, facts, band, decided_at, candidates)
 
     def scores(self, features: Mapping[str, float], facts: CustomerFacts, band: str,
                decided_at: float, candidates: Sequence[tuple[str | None, str | None]]

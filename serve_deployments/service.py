@@ -13,7 +13,7 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,6 @@ from ddso.policy.arbitration import CustomerFacts, Offer
 from ddso.policy.decide import (
     DEFAULT_EPSILON,
     RULE_POLICY,
-    Candidate,
     PropensityScorer,
     decide,
 )
@@ -339,13 +338,9 @@ class DecisionService:
         decided_at = time.time()
         rank = None
         if self.policy is not None:
-            policy = self.policy
-            versions["policy"] = policy.version
-            versions["policy_sha256"] = policy.artifact_sha256
-
-            def rank(candidates: Sequence[Candidate]) -> dict[Candidate, float]:
-                return policy.scores(features, facts, scores["band"], decided_at, candidates)
-
+            versions["policy"] = self.policy.version
+            versions["policy_sha256"] = self.policy.artifact_sha256
+            rank = self.policy.ranker(features, facts, scores["band"], decided_at)
         d = decide(
             str(uuid.uuid4()),
             features,

@@ -12,7 +12,7 @@ from ddso.models.registry import ModelRegistry
 from ddso.policy.arbitration import CustomerFacts, Offer
 from ddso.policy.decide import NO_CONTACT, decide
 from rl_env.dynamics import encode_actions
-from rl_env.export import NumpyPolicy, ObsNormalizer
+from rl_env.export import NumpyPolicy
 from rl_env.observation import OBS_INDEX, OBS_NAMES
 from rl_env.serving import POLICY_MODEL, EngagementPolicy, load_policy, served_observation
 
@@ -29,12 +29,7 @@ def _features(**kw: float) -> dict[str, float]:
 
 
 def _policy(seed: int = 0) -> NumpyPolicy:
-    rng = np.random.default_rng(seed)
-    n_actions = 1 + len(CHANNELS) * (len(PROGRAMS) + 1)
-    obs = rng.uniform(0, 5, (64, len(OBS_NAMES)))
-    layers = [(rng.normal(0, 0.3, (len(OBS_NAMES), 8)), rng.normal(0, 0.1, 8), "tanh"),
-              (rng.normal(0, 0.3, (8, n_actions)), rng.normal(0, 0.1, n_actions), "linear")]
-    return NumpyPolicy(layers, ObsNormalizer.from_observations(obs))
+    return NumpyPolicy.untrained(1 + len(CHANNELS) * (len(PROGRAMS) + 1), (8,), seed)
 
 
 @pytest.fixture
