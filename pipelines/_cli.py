@@ -10,9 +10,13 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import sys
 import textwrap
 import typing
+from collections.abc import Callable
 from typing import Any, TypeVar
+
+from ddso.errors import UserError
 
 T = TypeVar("T")
 
@@ -63,3 +67,12 @@ def parse_args(cls: type[T], argv: list[str] | None = None) -> T:
                 flag, type=kind, required=required, default=default, help=docs.get(f.name)
             )
     return cls(**vars(parser.parse_args(argv)))
+
+
+def run(main: Callable[[T], Any], cls: type[T], argv: list[str] | None = None) -> Any:
+    """Parse the arguments and run ``main``; a :class:`UserError` exits 2 with its message."""
+    try:
+        return main(parse_args(cls, argv))
+    except UserError as e:
+        print(f"{cls.__module__}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -6,9 +6,10 @@ Decisions are the audit records (:mod:`ddso.audit`: ``decision_id``, ``decided_a
 the same way, their time in epoch seconds and, when the event carries it, the
 ``decision_id`` that made the offer. Each outcome goes to at most one decision:
 
-1. the decision it names, if that decision is known and came before it within the window
-   (an outcome naming a known decision outside the window goes to none: it says whose it
-   is, so no other decision takes the credit);
+1. the decision it names, if that decision is known, was made for the same customer and
+   came before it within the window (an outcome naming a known decision outside the window,
+   or another customer's, goes to none: it says whose it is, so no other decision takes the
+   credit, and a mismatched customer is a data error to count, not to guess around);
 2. else, last touch: the customer's latest decision that contacted them (a channel was
    used) at or before the outcome, within the window;
 3. else none (kept, with the reason, so unattributed outcomes can be counted).
@@ -100,15 +101,21 @@ def attribute(decisions: pd.DataFrame, outcomes: pd.DataFrame, *,
     rule = pd.Series(["no contacting decision within the window"] * len(out), dtype=object)
 
     # 1. The decision the outcome names.
-    when = dec.set_index("decision_id")["decided_at"].astype(float)
-    named = out["decision_id"].notna() & out["decision_id"].isin(when.index)
+    by_id = dec.set_index("decision_id")
+    named = out["decision_id"].notna() & out["decision_id"].isin(by_id.index)
     if named.any():
-        delay = out.loc[named, "event_time"] - when.reindex(out.loc[named, "decision_id"]).values
+        ids = out.loc[named, "decision_id"]
+        delay = out.loc[named, "event_time"] - by_id["decided_at"].astype(float).reindex(ids).values
+        same = (by_id["customer_pseudonym"].reindex(ids).values
+                == out.loc[named, "customer_pseudonym"].values)
         ok = named.copy()
-        ok[named] = (delay >= 0) & (delay <= window_s)
+        ok[named] = same & (delay >= 0) & (delay <= window_s)
         attributed[ok] = out.loc[ok, "decision_id"]
         rule[ok] = "named"
         rule[named & ~ok] = "named decision outside the window"
+        other = named.copy()
+        other[named] = ~same
+        rule[other] = "named decision of another customer"
 
     # 2. Last touch among the customer's contacting decisions.
     rest = out.index[attributed.isna() & ~named]
