@@ -53,9 +53,13 @@ SCHEMA = pa.schema(
         ("propensity", pa.float64()),
         ("explored", pa.bool_()),
         ("decision", pa.string()),
+        ("experiment", pa.string()),
+        ("arm", pa.string()),
     ]
 )
-"""Columns of an audit file; ``decision`` is :meth:`Decision.to_dict` as JSON."""
+"""Columns of an audit file; ``decision`` is :meth:`Decision.to_dict` as JSON. ``experiment``
+and ``arm`` (null outside experiments) repeat the decision's ``versions`` entries; files
+written before they existed read with them null."""
 
 
 def _json(value: Any) -> str:
@@ -73,12 +77,19 @@ def make_record(
     offers_json: str,
     cold_start: bool,
     decided_at: float | None = None,
+    customer_pseudonym: str | None = None,
 ) -> dict[str, Any]:
-    """The audit record of ``decision``; ``request`` must not hold the raw customer id."""
+    """The audit record of ``decision``; ``request`` must not hold the raw customer id.
+
+    ``customer_pseudonym``, when the caller has it already, must be
+    ``pseudonymise(customer_id, pii_key, kind="customer")``.
+    """
+    if customer_pseudonym is None:
+        customer_pseudonym = pseudonymise(customer_id, pii_key, kind="customer")
     return {
         "decision_id": decision.decision_id,
         "decided_at": time.time() if decided_at is None else decided_at,
-        "customer_pseudonym": pseudonymise(customer_id, pii_key, kind="customer"),
+        "customer_pseudonym": customer_pseudonym,
         "cold_start": cold_start,
         "request": _json(dict(request)),
         "features": _json({k: float(v) for k, v in features.items()}),
@@ -95,6 +106,8 @@ def make_record(
         "propensity": decision.propensity,
         "explored": decision.explored,
         "decision": _json(decision.to_dict()),
+        "experiment": decision.versions.get("experiment"),
+        "arm": decision.versions.get("arm"),
     }
 
 
@@ -218,7 +231,7 @@ def replay(record: Mapping[str, Any], registry: Any) -> list[str]:
     scores = PropensityScorer(model).score(features)
     rank = None
     if versions.get("policy", RULE_POLICY) != RULE_POLICY:
-        from rl_env.serving import EngagementPolicy  # the RL package only when one was used
+        from rl_env.serving import policy_for  # the RL package only when one was used
 
         pname, _, pversion = versions["policy"].partition(":")
         policy_version = registry.get(pname, pversion)
@@ -228,7 +241,7 @@ def replay(record: Mapping[str, Any], registry: Any) -> list[str]:
                 f"{policy_version.artifact_sha256}, the decision used "
                 f"{versions.get('policy_sha256')}"
             )
-        rank = EngagementPolicy(policy_version).ranker(
+        rank = policy_for(policy_version).ranker(
             features, facts, scores["band"], record["decided_at"]
         )
 

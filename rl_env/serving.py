@@ -35,6 +35,8 @@ from ddso.errors import UserError
 from ddso.features.financial import FEATURE_COLUMNS as FINANCIAL_FEATURES
 from ddso.models.registry import ModelRegistry, ModelVersion
 from ddso.policy.arbitration import CustomerFacts
+from ddso.policy.bandit import KIND as BANDIT_KIND
+from ddso.policy.bandit import BanditPolicy
 from ddso.policy.decide import PolicyScores
 from ddso.schemas.base import Band
 from rl_env.dynamics import STAGES
@@ -108,12 +110,30 @@ class EngagementPolicy:
         return out
 
 
-def load_policy(registry: ModelRegistry) -> EngagementPolicy | None:
-    """The champion engagement policy, or None when there is none (the rule decides then)."""
+def load_policy(registry: ModelRegistry, version: str | None = None
+                ) -> EngagementPolicy | BanditPolicy | None:
+    """The champion engagement policy, or None when there is none (the rule decides then).
+
+    With ``version`` (``v0003`` or ``engagement_policy:v0003``), that version; a UserError if
+    the registry has no such version.
+    """
+    if version is not None:
+        name, _, number = version.rpartition(":")
+        if name not in ("", POLICY_MODEL):
+            raise UserError(f"policy version {version!r} is not a version of {POLICY_MODEL}")
+        return policy_for(registry.get(POLICY_MODEL, number))
     try:
-        version = registry.champion(POLICY_MODEL)
+        champion = registry.champion(POLICY_MODEL)
     except UserError:
         return None
+    return policy_for(champion)
+
+
+def policy_for(version: ModelVersion) -> EngagementPolicy | BanditPolicy:
+    """The policy a registry version holds: the RL policy's network, or the contextual
+    bandit (``kind: linear_bandit``, fitted on logged decisions by ``pipelines.retrain``)."""
+    if version.metadata.get("kind") == BANDIT_KIND:
+        return BanditPolicy(version)
     return EngagementPolicy(version)
 
 

@@ -135,11 +135,14 @@ class ModelRegistry:
         return self._numbered(name)[0]
 
     def register(
-        self, name: str, files: dict[str, Path], metadata: dict[str, Any], *, promote: bool = False
+        self, name: str, files: dict[str, Path], metadata: dict[str, Any], *,
+        promote: bool | None = None,
     ) -> ModelVersion:
         """Copy ``files`` (artifact name -> local source path) into a new version and return it.
 
-        The first version of a model (or any version while there is no champion) is promoted.
+        ``promote=None``: the first version of a model (or any version while there is no
+        champion) is promoted; ``True``: promoted; ``False``: a candidate whatever the state
+        (for a challenger that must pass a gate against a rule that is not in the registry).
         """
         digests = {artifact: _sha256(Path(src)) for artifact, src in files.items()}
         version = self._claim(name)
@@ -160,7 +163,7 @@ class ModelRegistry:
             self.fs.rm(folder, recursive=True)
             raise
         mv = ModelVersion(name, version, self._uri(folder), meta, self)
-        if promote or self._state(name)["champion"] is None:
+        if promote or (promote is None and self._state(name)["champion"] is None):
             self.promote(name, version)
         return mv
 

@@ -1,0 +1,184 @@
+"""The retraining job: the engagement policy from its own logged decisions, through the gate.
+
+1. Labels: one pass of the feedback job over the offline store and the audit log
+   (``pipelines.feedback --source offline``), unless ``--no-relabel``.
+2. Training set: every labelled decision older than the holdout (context = the audited
+   feature vector, action, reward); a linear contextual bandit (:mod:`ddso.policy.bandit`)
+   is fitted on it and registered as a candidate ``engagement_policy`` (``kind:
+   linear_bandit``).
+3. Holdout: the champion's own decisions of the last ``holdout_days`` (or, with fewer than
+   ``min_holdout`` of them, its newest ``min_holdout``); the champion's mean reward there
+   vs the candidate's off-policy estimate (SNIPS, exact logged propensities).
+4. Promotion only through the registry's gate (:func:`ddso.policy.challenger.gate`); a
+   refusal keeps the champion and is reported with both numbers. Serving replicas pick up a
+   promoted version on their next model refresh, without dropping requests.
+
+With ``--data`` (a dataset folder) it also re-runs the propensity and churn jobs, whose own
+gates compare them with their champions on the same test period.
+
+    python -m pipelines.retrain --registry .ddso/registry
+    ray job submit --working-dir . -- python -m pipelines.retrain --registry /mnt/models/ddso
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ddso.config import load_settings
+from ddso.errors import UserError
+from ddso.models.registry import ModelRegistry, PromotionRefused
+from ddso.policy.bandit import ARTIFACT, KIND, LinearBandit, action_key
+from ddso.policy.challenger import METRIC, Comparison, compare, gate, holdout
+from ddso.policy.decide import RULE_POLICY
+from ddso.policy.labelling import LabelStore
+from pipelines import feedback
+from pipelines._cli import run
+from rl_env.export import POLICY_MODEL
+
+log = logging.getLogger(__name__)
+
+AUDIT_COLUMNS = ["decision_id", "decided_at", "features", "channel", "offer_id", "propensity",
+                 "decision"]
+
+
+@dataclass
+class Args:
+    config: str | None = None
+    """YAML settings file (default: $DDSO_CONFIG, if set)."""
+    registry: str | None = None
+    """Model registry (default: the configured registry_uri)."""
+    audit: str | None = None
+    """Decision audit folder (default: <home>/audit)."""
+    labels: str | None = None
+    """Label store of the feedback job (default: <home>/feedback)."""
+    relabel: bool = True
+    """Run the feedback job's offline pass first."""
+    holdout_days: float = 7.0
+    """The champion's decisions of the last days are the holdout; older ones train."""
+    min_holdout: int = 200
+    """At least this many of the champion's newest decisions are held out."""
+    ridge: float = 1.0
+    """Ridge penalty of the bandit's per-action regressions."""
+    data: str | None = None
+    """Dataset folder: also retrain the propensity and churn models on it."""
+    json: str | None = None
+    """Write the report here (JSON)."""
+
+
+def read_audit(folder: Path) -> pd.DataFrame:
+    files = sorted(folder.glob("audit-*.parquet"))
+    if not files:
+        raise UserError(f"{folder}: no audit files; serve some decisions first")
+    return pd.concat([pq.read_table(f, columns=AUDIT_COLUMNS).to_pandas() for f in files],
+                     ignore_index=True).drop_duplicates("decision_id")
+
+
+def champion_id(registry: ModelRegistry) -> str:
+    try:
+        v = registry.champion(POLICY_MODEL)
+    except UserError:
+        return RULE_POLICY
+    return f"{v.name}:{v.version}"
+
+
+def fit_bandit(train: pd.DataFrame, ridge: float) -> LinearBandit:
+    contexts = train["features"].map(json.loads).tolist()
+    names = sorted({k for c in contexts for k in c})
+    bandit = LinearBandit(names, ridge=ridge)
+    actions = [action_key(c, o) for c, o in zip(train["channel"], train["offer_id"],
+                                                strict=True)]
+    # Importance-weighted by 1/propensity: the explored actions, rarer in the log, count as
+    # much as the greedy ones would have had they been drawn as often.
+    return bandit.learn(bandit.contexts(contexts), actions, train["reward"].to_numpy(float),
+                        weights=1.0 / train["propensity"].to_numpy(float))
+
+
+def split(rows: pd.DataFrame, days: float, minimum: int) -> tuple[pd.Series, float]:
+    """(is-holdout mask, its start time): the last ``days``, at least ``minimum`` rows."""
+    newest = float(rows["decided_at"].max())
+    start = newest - days * 86_400
+    ordered = np.sort(rows["decided_at"].to_numpy(float))
+    if (ordered >= start).sum() < minimum:
+        start = float(ordered[max(0, len(ordered) - minimum)])
+    return rows["decided_at"] >= start, start
+
+
+def retrain_policy(args: Args, registry: ModelRegistry, audit: Path, labels_root: Path
+                   ) -> dict[str, Any]:
+    records = read_audit(audit)
+    labels = LabelStore(labels_root).read("labels", ["reward"])
+    if not len(labels):
+        raise UserError(f"{labels_root}: no labels; run python -m pipelines.feedback first")
+    labelled = records.merge(labels[["decision_id", "reward"]], on="decision_id")
+    champion = champion_id(registry)
+    own = holdout(records, labels, champion)
+    if not len(own):
+        raise UserError(f"no labelled decisions of the champion {champion} yet; serve with it "
+                        "and run the feedback job first")
+    in_holdout, start = split(own, args.holdout_days, args.min_holdout)
+    test = own[in_holdout]
+    train = labelled[labelled["decided_at"] < start]
+    if len(train) < 50:
+        raise UserError(f"only {len(train)} labelled decisions before the holdout (from "
+                        f"{start:.0f}); need 50 to train a policy")
+    bandit = fit_bandit(train, args.ridge)
+
+    def greedy(features, candidates):
+        scores = bandit.predict(bandit.contexts([features]),
+                                [action_key(*c) for c in candidates])[0]
+        known = [(s, i) for i, s in enumerate(scores) if np.isfinite(s)]
+        return candidates[max(known)[1]] if known else None
+
+    result: Comparison = compare(test, greedy)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = bandit.save(Path(tmp) / ARTIFACT)
+        candidate = registry.register(POLICY_MODEL, {ARTIFACT: path}, {
+            "kind": KIND, "features": bandit.features, "train_decisions": len(train),
+            "holdout_from": start, "holdout_policy": champion,
+            "metrics": {METRIC: result.challenger_value, **result.to_dict()}}, promote=False)
+    report: dict[str, Any] = {"candidate": f"{POLICY_MODEL}:{candidate.version}",
+                              "champion": champion, "train_decisions": len(train),
+                              **result.to_dict()}
+    try:
+        gate(registry, candidate, result)
+        report["promoted"] = True
+    except PromotionRefused as e:
+        report.update(promoted=False, refused=str(e))
+    return report
+
+
+def main(args: Args) -> dict[str, Any]:
+    settings = load_settings(args.config)
+    registry = ModelRegistry(args.registry or settings.registry_path())
+    audit = Path(args.audit or settings.home / "audit")
+    labels_root = Path(args.labels or settings.home / "feedback")
+    if args.relabel:
+        feedback.main(feedback.Args(config=args.config, source="offline", audit=str(audit),
+                                    out=str(labels_root)))
+    report: dict[str, Any] = {"policy": retrain_policy(args, registry, audit, labels_root)}
+    if args.data:
+        from pipelines import train_churn, train_propensity
+
+        for job, name in ((train_propensity, "propensity"), (train_churn, "churn")):
+            try:
+                v = job.main(job.Args(data=args.data, registry=str(registry.uri)))
+                report[name] = {"version": v.version, "stage": registry.stage(name, v.version)}
+            except PromotionRefused as e:
+                report[name] = {"promoted": False, "refused": str(e)}
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    return report
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    print(json.dumps(run(main, Args), indent=2, default=str))
