@@ -186,6 +186,60 @@ def _cmd_audit_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_experiments_list(args: argparse.Namespace) -> int:
+    from ddso.experiments import read_stopped
+
+    settings = _settings(args)
+    if not settings.experiments:
+        print("no experiments configured (settings key 'experiments')")
+    for name, e in settings.experiments.items():
+        stopped = read_stopped(settings.home, name)
+        arms = ", ".join(
+            f"{a.name} {a.share:.0%} ({a.policy_label})" + (" STOPPED" if a.name in stopped else "")
+            for a in e.arms
+        )
+        state = "active" if e.active else "inactive"
+        print(f"{name}: {state}, control {e.control}, primary {e.primary_metric}; arms {arms}")
+    return 0
+
+
+def _cmd_experiments_report(args: argparse.Namespace) -> int:
+    from ddso.experiment_report import format_report, run_report
+    from ddso.experiments import find_experiment
+
+    settings = _settings(args)
+    experiment = find_experiment(settings.experiments, args.name)
+    labels = Path(args.labels) if args.labels else settings.home / "feedback"
+    result = run_report(settings.home, experiment, labels)
+    print(format_report(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ddso.report import write_report
+
+    settings = _settings(args)
+    # Inputs named on the command line must exist; the defaults may not yet (the report says so).
+    for option, value in (("--labels", args.labels), ("--audit", args.audit)):
+        if value is not None and not Path(value).exists():
+            raise UserError(f"report {option} {value}: no such file or folder")
+    if args.registry is not None and "://" not in args.registry and not Path(
+            args.registry).is_dir():
+        raise UserError(f"report --registry {args.registry}: no such folder")
+    index = write_report(
+        args.out,
+        registry=args.registry or settings.registry_path(),
+        labels=args.labels or settings.home / "feedback",
+        audit=args.audit or settings.home / "audit",
+        experiments=settings.experiments,
+        home=settings.home,
+    )
+    print(f"report written to {index}")
+    return 0
+
+
 # --- parser ----------------------------------------------------------------------------------
 
 
@@ -275,6 +329,29 @@ def build_parser() -> argparse.ArgumentParser:
     ar.add_argument("--audit", metavar="DIR", help="audit folder (default: <home>/audit)")
     ar.add_argument("--registry", metavar="R", help="model registry (default: config)")
     ar.set_defaults(func=_cmd_audit_replay)
+
+    exps = sub.add_parser("experiments", help="A/B and champion/challenger experiments")
+    exps = exps.add_subparsers(dest="experiments_command", required=True, parser_class=_Parser)
+    el = exps.add_parser("list", help="configured experiments, their arms and stopped arms")
+    el.set_defaults(func=_cmd_experiments_list)
+    er = exps.add_parser(
+        "report", help="per-arm outcomes, always-valid tests; stops arms breaching a guardrail"
+    )
+    er.add_argument("name", metavar="NAME")
+    er.add_argument(
+        "--labels", metavar="PATH",
+        help="label store folder or Parquet file (default: <home>/feedback)",
+    )
+    er.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    er.set_defaults(func=_cmd_experiments_report)
+
+    rep = sub.add_parser("report", help="an HTML report: models, policy, uplift, experiments")
+    rep.add_argument("--out", required=True, metavar="DIR", help="folder for index.html and plots")
+    rep.add_argument("--registry", metavar="R", help="model registry (default: config)")
+    rep.add_argument("--labels", metavar="PATH",
+                     help="label store folder or Parquet file (default: <home>/feedback)")
+    rep.add_argument("--audit", metavar="DIR", help="audit folder (default: <home>/audit)")
+    rep.set_defaults(func=_cmd_report)
     from rl_env.cli import add_rl_commands
 
     add_rl_commands(sub)

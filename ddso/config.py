@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from ddso.errors import ConfigError
+from ddso.experiments import Experiments
 
 ENV_PREFIX = "DDSO_"
 CONFIG_ENV_VAR = "DDSO_CONFIG"
@@ -147,6 +148,11 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     serve: ServeSettings = ServeSettings()
     security: SecuritySettings = SecuritySettings()
+    experiments: Experiments = Field(
+        default_factory=dict,
+        description="A/B and champion/challenger experiments by name (ddso.experiments); at "
+        "most one active.",
+    )
 
     @classmethod
     def settings_customise_sources(

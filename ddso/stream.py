@@ -15,6 +15,7 @@ plus idempotent sinks make a crash and replay leave the state of a run without t
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,6 +71,10 @@ class BatchStats:
     late: int = 0
     freshness_ms: list[float] = field(default_factory=list)
     """Producer timestamp -> online store holds it, per record that carries a timestamp."""
+    dead_reasons: dict[str, int] = field(default_factory=dict)
+    """Dead letters by reason."""
+    newest_event_s: float | None = None
+    """The newest event time (Unix seconds) of the events the online store took."""
 
     def add(self, other: BatchStats) -> None:
         self.received += other.received
@@ -78,6 +83,10 @@ class BatchStats:
         self.dead_letters += other.dead_letters
         self.late += other.late
         self.freshness_ms.extend(other.freshness_ms)
+        for reason, n in other.dead_reasons.items():
+            self.dead_reasons[reason] = self.dead_reasons.get(reason, 0) + n
+        if self.newest_event_s is None or (other.newest_event_s or 0) > self.newest_event_s:
+            self.newest_event_s = other.newest_event_s
 
 
 class StreamProcessor:
@@ -116,16 +125,20 @@ class StreamProcessor:
         # so a replayed batch rewrites exactly the same rows.
         table = events_table(parsed.events, parsed.offsets, source, now, parsed.payloads)
         self.offline.write_batch(table, source, first, last)
+        taken = table
         if result.late:
             late_ids = pa.array(result.late)
-            self.late.write_batch(
-                table.filter(pc.is_in(table["event_id"], late_ids)), source, first, last
-            )
+            is_late = pc.is_in(table["event_id"], late_ids)
+            self.late.write_batch(table.filter(is_late), source, first, last)
+            taken = table.filter(pc.invert(is_late))
         self.dead_letters.write(source, parsed.dead, now)
         stats.applied = result.applied
         stats.duplicates = result.duplicates + parsed.duplicates_in_batch
         stats.dead_letters = len(parsed.dead)
         stats.late = len(result.late)
+        stats.dead_reasons = dict(Counter(d.reason for d in parsed.dead))
+        newest = pc.max(taken["event_time"]).as_py()
+        stats.newest_event_s = newest.timestamp() if newest is not None else None
         stats.freshness_ms = [
             applied_at * 1000 - r.timestamp_ms for r in records if r.timestamp_ms is not None
         ]

@@ -19,18 +19,26 @@ evaluation (``pipelines.retrain``); the experiment reports read them too.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import signal
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ddso.config import Settings, load_settings
 from ddso.errors import UserError
 from ddso.io.sources import KafkaSource, LocalLogSource, Source
+from ddso.models.registry import ModelRegistry, PromotionRefused
 from ddso.policy.attribution import OUTCOME_LABELS
+from ddso.policy.bandit import ARTIFACT as BANDIT_ARTIFACT
+from ddso.policy.bandit import KIND as BANDIT_KIND
+from ddso.policy.bandit import BanditPolicy, OnlineBandit
+from ddso.policy.challenger import METRIC
 from ddso.policy.labelling import (
     LabelBook,
     LabelStore,
@@ -41,6 +49,7 @@ from ddso.policy.labelling import (
 from ddso.stores.offline import OfflineStore
 from ddso.stream import parse_batch
 from pipelines._cli import run
+from rl_env.export import POLICY_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +75,76 @@ class Args:
     """How long one poll waits for records."""
     idle_exit_s: float | None = None
     """Stop after this many seconds without records (default: run until stopped)."""
+    bandit_publish_s: float = 0.0
+    """When the champion policy is a contextual bandit: learn every new label into it and,
+    this often, register the updated bandit and promote it if it beats the champion on the
+    decisions it was judged on before learning them (0: off)."""
+    registry: str | None = None
+    """Model registry for the bandit updates (default: the configured registry_uri)."""
+
+
+class BanditUpdates:
+    """The online half of continuous learning: the champion bandit learns each label and is
+    published through the same gate as a retrain (see :class:`ddso.policy.bandit.OnlineBandit`)."""
+
+    MIN_JUDGED = 30
+
+    def __init__(self, registry: ModelRegistry, every_s: float):
+        self.registry = registry
+        self.every_s = every_s
+        self.online: OnlineBandit | None = None
+        self.last = time.monotonic()
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            champion = self.registry.champion(POLICY_MODEL)
+        except UserError:
+            champion = None
+        if champion is None or champion.metadata.get("kind") != BANDIT_KIND:
+            self.online = None  # the rule or an RL policy serves: nothing to update online
+            return
+        self.online = OnlineBandit(BanditPolicy(champion).bandit,
+                                   f"{champion.name}:{champion.version}")
+
+    def take(self, labels: pd.DataFrame) -> None:
+        if self.online is None or not len(labels):
+            return
+        for row in labels[["decision_id", "features", "decision", "reward"]].itertuples():
+            if isinstance(row.features, str) and isinstance(row.decision, str):
+                self.online.take(row.decision_id, json.loads(row.features),
+                                 json.loads(row.decision), float(row.reward))
+
+    def maybe_publish(self) -> dict[str, Any] | None:
+        if time.monotonic() - self.last < self.every_s:
+            return None
+        self.last = time.monotonic()
+        online = self.online
+        if online is None:
+            self._load()  # a retrain may have promoted a bandit since
+            return None
+        estimate, champion_mean, judged = online.judgement()
+        if judged < self.MIN_JUDGED or not estimate > champion_mean:
+            log.info("bandit update kept back: %d decisions judged, estimate %.4f vs champion "
+                     "%.4f", judged, estimate, champion_mean)
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            path = online.bandit.save(Path(tmp) / BANDIT_ARTIFACT)
+            version = self.registry.register(POLICY_MODEL, {BANDIT_ARTIFACT: path}, {
+                "kind": BANDIT_KIND, "features": online.bandit.features,
+                "parent": online.champion, "online_updates": online.updates,
+                "metrics": {METRIC: estimate, "champion_value": champion_mean,
+                            "holdout_decisions": judged, "prequential": True}}, promote=False)
+        try:
+            self.registry.promote(POLICY_MODEL, version.version, metric=METRIC,
+                                  champion_score=champion_mean)
+        except PromotionRefused as e:  # the champion changed under us: start from it again
+            log.info("%s", e)
+            self._load()
+            return None
+        online.champion = f"{POLICY_MODEL}:{version.version}"
+        online.reset_judgement()
+        return {"version": version.version, "estimate": estimate, "champion": champion_mean}
 
 
 class AuditFollower:
@@ -126,6 +205,8 @@ def run_stream(settings: Settings, args: Args) -> dict[str, float]:
     if len(labels):  # decisions audited while the job was down
         store.write(labels, outcomes)
     pii_key = settings.pii_key_bytes()
+    updates = (BanditUpdates(ModelRegistry(args.registry or settings.registry_path()),
+                             args.bandit_publish_s) if args.bandit_publish_s > 0 else None)
     source = _source(settings)
     updated = 0
     last_records = time.monotonic()
@@ -140,6 +221,11 @@ def run_stream(settings: Settings, args: Args) -> dict[str, float]:
             if len(labels) or len(outcomes):
                 store.write(labels, outcomes)
                 updated += len(labels)
+            if updates is not None:
+                updates.take(labels)
+                published = updates.maybe_publish()
+                if published:
+                    log.info("bandit update promoted: %s", published)
             if batch:
                 source.commit({p: recs[-1].offset + 1 for p, recs in batch.items()})
                 last_records = time.monotonic()

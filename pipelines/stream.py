@@ -6,7 +6,10 @@ dead-letter, dedupe, lateness, features into the online store, events into the o
 and retries the same records until they go through, so nothing is lost. It scales out by
 running more consumers in the group as Ray actors, each owning its partitions.
 
-    python -m pipelines.stream --consumers 2
+    python -m pipelines.stream --consumers 2 --metrics-port 9464   # Prometheus on 9464, 9465
+
+Each consumer also writes a health record (lag, dead-letter and late rates, freshness) every
+``--health-interval-s``, read by :func:`ddso.stream_health.stream_health`.
     ray job submit --working-dir . -- python -m pipelines.stream --consumers 4
 """
 
@@ -21,11 +24,12 @@ from pathlib import Path
 
 from ddso.config import Settings, load_settings
 from ddso.errors import ServiceError
-from ddso.io.sources import make_source
+from ddso.io.sources import Source, make_source
 from ddso.stores.deadletter import DeadLetterSink
 from ddso.stores.offline import OfflineStore
 from ddso.stores.online import InMemoryOnlineStore, OnlineStore
 from ddso.stream import BatchStats, StreamProcessor
+from ddso.stream_health import StreamMonitor, health_store
 from pipelines._cli import parse_args
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,12 @@ class Args:
     """Stop after this many seconds without records (default: run until stopped)."""
     max_retry_backoff_s: float = 5.0
     """Longest wait between retries of a batch whose sink failed."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port (consumer i on port + i); default: not served."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics port binds to (0.0.0.0 for a scraper on another host)."""
+    health_interval_s: float = 1.0
+    """How often the health record (lag, dead-letter rate, freshness) is written."""
 
 
 def make_online_store(settings: Settings) -> OnlineStore:
@@ -94,12 +104,14 @@ def run_consumer(
     online = online or make_online_store(settings)
     processor = make_processor(settings, args, online)
     source = make_source(settings, index=index, consumers=args.consumers)
+    monitor = start_monitor(settings, args, index, source)
     totals = BatchStats()
     first_records: float | None = None  # busy time starts at the first records, not the join
     last_records = time.monotonic()
     try:
         while not stop.requested:
             batch = source.poll(args.max_batch, args.poll_s)
+            monitor.tick()
             if not batch:
                 idle_s = time.monotonic() - last_records
                 # Before the first records a group join may still be running (seconds, tens
@@ -113,7 +125,9 @@ def run_consumer(
             if first_records is None:
                 first_records = time.monotonic()
             for partition, records in batch.items():
-                totals.add(_process_until_done(processor, partition, records, args))
+                stats = _process_until_done(processor, partition, records, args)
+                totals.add(stats)
+                monitor.batch(stats)
             try:
                 source.commit({p: recs[-1].offset + 1 for p, recs in batch.items()})
             except ServiceError as e:
@@ -122,6 +136,8 @@ def run_consumer(
                 log.warning("commit failed, records will be redelivered: %s", e)
             last_records = time.monotonic()
     finally:
+        monitor.tick(force=True)
+        monitor.close()
         source.close()
     busy_s = max(last_records - (first_records or last_records), 1e-9)
     return {
@@ -134,6 +150,20 @@ def run_consumer(
         "events_per_s": totals.received / busy_s,
         "freshness_ms": totals.freshness_ms,  # type: ignore[dict-item]
     }
+
+
+def start_monitor(settings: Settings, args: Args, index: int, source: Source) -> StreamMonitor:
+    """This consumer's data-quality metrics, served on ``metrics_port + index`` if set."""
+    monitor = StreamMonitor(
+        f"{settings.kafka.group_id}-{index}",
+        source,
+        health_store(settings),
+        source_kind="kafka" if settings.kafka.bootstrap_servers else "local_log",
+        interval_s=args.health_interval_s,
+    )
+    if args.metrics_port is not None:
+        monitor.serve(args.metrics_host, args.metrics_port + index)
+    return monitor
 
 
 def _process_until_done(

@@ -17,8 +17,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from ddso.security.errors import AuthenticationError, PermissionDeniedError
+from serve_deployments import dashboard
 from serve_deployments.metrics import MetricsMiddleware
 from serve_deployments.schemas import (
     AssessRequest,
@@ -111,6 +113,35 @@ def make_api(service: DecisionService) -> FastAPI:
         req: EventsRequest, key_id: str = Depends(require("ingest"))
     ) -> EventsResponse:
         return await service.ingest(req)
+
+    # --- KPI dashboard (admin key: Bearer header, or the cookie of /dashboard/login) ----------
+
+    @api.get("/v1/kpis")
+    def kpis(key_id: str = Depends(dashboard.require_viewer)) -> dict[str, Any]:
+        return service.kpis.get()
+
+    @api.get("/dashboard", response_class=HTMLResponse)
+    def dashboard_page(request: Request) -> Response:
+        try:
+            dashboard.authenticate(request)
+        except (AuthenticationError, PermissionDeniedError) as e:
+            return dashboard.sign_in_form(request, str(e), e.status_code)
+        return dashboard.page(service.kpis.get())
+
+    @api.post("/dashboard/login", response_class=HTMLResponse)
+    async def dashboard_login(request: Request) -> Response:
+        token = dashboard.form_token(await request.body())
+        if token is None:
+            return dashboard.sign_in_form(request, "enter an API key", 401)
+        try:
+            dashboard.authenticate(request, token)
+        except (AuthenticationError, PermissionDeniedError) as e:
+            return dashboard.sign_in_form(request, str(e), e.status_code)
+        return dashboard.signed_in(request, token)
+
+    @api.post("/dashboard/logout")
+    def dashboard_logout(request: Request) -> Response:
+        return dashboard.signed_out(request)
 
     install(api, service.security)
     api.add_middleware(MetricsMiddleware, metrics=service.metrics)

@@ -10,7 +10,9 @@ identical code.
 """
 
 import asyncio
+import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ddso.audit import AuditLog, make_record, offers_json
 from ddso.config import Settings, load_settings
 from ddso.errors import EventParseError, UserError
+from ddso.experiments import RULES, ExperimentRouter, active_experiment
 from ddso.features.financial import financial_features, profile_to_frame
 from ddso.features.sets import (
     CUSTOMER_FEATURES,
@@ -33,12 +36,14 @@ from ddso.features.sets import (
     cold_start_features,
 )
 from ddso.io.redis import make_redis
+from ddso.kpis import KpiBoard
 from ddso.models import scorecard
 from ddso.models.assessment import Assessor
 from ddso.models.reasons import describe
 from ddso.models.recommend.evaluate import interactions_from_sales
 from ddso.models.recommend.popularity import Popularity
 from ddso.models.registry import ModelRegistry
+from ddso.pii import pseudonymise
 from ddso.policy.arbitration import CustomerFacts, Offer
 from ddso.policy.decide import (
     DEFAULT_EPSILON,
@@ -51,6 +56,7 @@ from ddso.schemas.base import Band
 from ddso.schemas.events import OfferAccepted, OfferDeclined, OfferShown, parse_event_obj
 from ddso.stores.online import LiveFeatures, SnapshotStore
 from ddso.stores.redis_online import RedisOnlineStore
+from rl_env.export import POLICY_MODEL
 from rl_env.serving import load_policy
 from serve_deployments.eventsink import EventSink
 from serve_deployments.metrics import ApiMetrics
@@ -71,6 +77,8 @@ from serve_deployments.schemas import (
 from serve_deployments.security import Security, build_security
 
 PROPENSITY_MODEL = "propensity"
+
+log = logging.getLogger(__name__)
 
 
 class AppArgs(BaseModel):
@@ -102,6 +110,9 @@ class AppArgs(BaseModel):
     audit_dir: str | None = Field(None, description="Audit log folder; default: <home>/audit.")
     audit_flush_records: int = Field(200, ge=1, description="Flush the audit log every N.")
     audit_flush_interval_s: float = Field(1.0, gt=0, description="... or every T seconds.")
+    model_refresh_s: float = Field(
+        10.0, ge=0, description="Look for newly promoted models every T seconds (0: never)."
+    )
 
     def load_settings(self) -> Settings:
         return load_settings(self.config, **self.settings)
@@ -272,12 +283,20 @@ class DecisionService:
         self.security: Security = build_security(settings)
         self.scorer: PropensityScorer | None = None
         self.missing: list[str] = []
-        registry = ModelRegistry(a.registry)
+        self.registry = registry = ModelRegistry(a.registry)
         try:
             self.scorer = PropensityScorer(registry.champion(PROPENSITY_MODEL))
         except UserError:
             self.missing.append(PROPENSITY_MODEL)
         self.policy = load_policy(registry)
+        experiment = active_experiment(settings.experiments)
+        self.router = None if experiment is None else ExperimentRouter(experiment, settings.home)
+        self.arm_policies = {  # arms with a policy of their own (None: the rule), loaded once
+            arm.name: None if arm.policy_version == RULES
+            else load_policy(registry, arm.policy_version)
+            for arm in (experiment.arms if experiment else ())
+            if arm.policy_version is not None
+        }
         self.store = LiveFeatures(SnapshotStore.from_parquet(a.features), _online_store(settings))
         self.offers = _load_offers(_programs(a.products))
         self.offers_json = offers_json(self.offers)
@@ -295,8 +314,62 @@ class DecisionService:
             sink=self.events.decisions_producer(),
         )
         self.metrics = ApiMetrics()
+        self.drift_status = self.metrics.watch_models(
+            registry, (PROPENSITY_MODEL, POLICY_MODEL), drift_of=PROPENSITY_MODEL
+        )
+        self.metrics.watch_stream(settings)
+        self.kpis = KpiBoard(settings, a.features, self.metrics.registry)
+
+        self._stop_refresh = threading.Event()
+        if a.model_refresh_s > 0:
+            threading.Thread(target=self._refresh_loop, args=(a.model_refresh_s,),
+                             name="ddso-model-refresh", daemon=True).start()
+
+    def refresh_models(self) -> list[str]:
+        """Load the registry's champions if they changed since loaded; the names swapped in.
+
+        A new model is loaded whole before one attribute assignment swaps it in, and a
+        request reads each model once, so requests in flight finish on the model they
+        started with and none is dropped or fails while a promotion lands.
+        """
+        changed = []
+        try:
+            champion = self.registry.champion(PROPENSITY_MODEL)
+        except UserError:
+            champion = None
+        current = self.scorer.version if self.scorer else None
+        if champion is not None and f"{champion.name}:{champion.version}" != current:
+            self.scorer = PropensityScorer(champion)
+            self.missing = [m for m in self.missing if m != PROPENSITY_MODEL]
+            changed.append(self.scorer.version)
+        policy_id = self._champion_id(POLICY_MODEL)
+        if policy_id != (self.policy.version if self.policy else None):
+            self.policy = load_policy(self.registry)
+            changed.append(self.policy.version if self.policy else RULE_POLICY)
+        if changed:
+            self.drift_status = self.metrics.watch_models(
+                self.registry, (PROPENSITY_MODEL, POLICY_MODEL), drift_of=PROPENSITY_MODEL
+            )
+            log.info("models refreshed: %s", ", ".join(changed))
+        return changed
+
+    def _champion_id(self, name: str) -> str | None:
+        try:
+            v = self.registry.champion(name)
+        except UserError:
+            return None
+        return f"{v.name}:{v.version}"
+
+    def _refresh_loop(self, every_s: float) -> None:
+        while not self._stop_refresh.wait(every_s):
+            try:
+                self.refresh_models()
+            except Exception:  # a bad promotion must not stop later ones from landing
+                log.exception("model refresh failed; serving the models already loaded")
 
     def close(self) -> None:
+        if hasattr(self, "_stop_refresh"):
+            self._stop_refresh.set()
         for part in ("audit", "events"):  # absent when __init__ failed part-way
             if hasattr(self, part):
                 getattr(self, part).close()
@@ -313,6 +386,7 @@ class DecisionService:
             "missing": self.missing,
             "propensity": self.scorer.version if self.scorer else None,
             "policy": self.policy.version if self.policy else RULE_POLICY,
+            "drift": self.drift_status,
             **state,
         }
         if not ready:
@@ -325,9 +399,10 @@ class DecisionService:
     def decide(self, req: DecideRequest) -> dict[str, Any]:
         """Decide for one customer, audit it, and return the JSON body of the answer."""
         features, facts, cold, degraded = self.customer(req.customer_id)
-        if self.scorer is None:
+        scorer = self.scorer  # once: a refresh may swap it while this request runs
+        if scorer is None:
             raise HTTPException(503, f"model {PROPENSITY_MODEL!r} is not available")
-        scores = self.scorer.score(features)
+        scores = scorer.score(features)
         versions = {
             "propensity": scores["model_version"],
             "propensity_sha256": scores["model_sha256"],
@@ -336,11 +411,18 @@ class DecisionService:
             "policy": RULE_POLICY,
         }
         decided_at = time.time()
+        pseudonym = pseudonymise(req.customer_id, self.pii_key, kind="customer")
+        policy = self.policy
+        arm = self.router.route(pseudonym, decided_at) if self.router else None
+        if arm is not None:
+            policy = self.arm_policies.get(arm.name, self.policy)  # default: the champion
+            versions["experiment"] = self.router.experiment.name
+            versions["arm"] = arm.name
         rank = None
-        if self.policy is not None:
-            versions["policy"] = self.policy.version
-            versions["policy_sha256"] = self.policy.artifact_sha256
-            rank = self.policy.ranker(features, facts, scores["band"], decided_at)
+        if policy is not None:
+            versions["policy"] = policy.version
+            versions["policy_sha256"] = policy.artifact_sha256
+            rank = policy.ranker(features, facts, scores["band"], decided_at)
         d = decide(
             str(uuid.uuid4()),
             features,
@@ -362,9 +444,12 @@ class DecisionService:
                 offers_json=self.offers_json,
                 cold_start=cold,
                 decided_at=decided_at,
+                customer_pseudonym=pseudonym,
             )
         )
-        self.metrics.decision(d.channel, d.offer_id, d.explored)
+        self.metrics.decision(d.channel, d.offer_id, d.explored,
+                              arm=arm.name if arm else None)
+        self.metrics.scored(scores, features, cold, degraded)
         return DecideResponse(
             decision_id=d.decision_id,
             customer_id=req.customer_id,

@@ -19,7 +19,7 @@ from ddso.schemas.warehouse import WAREHOUSE_TABLES
 SEED_TARGETS = {"conversion_rate": 0.009, "graduation_rate": 0.0069}
 """The DDSO seed's "before" figures the generator is calibrated to."""
 
-_STAGE_EVENTS = {
+STAGE_EVENTS = {
     "contacted": ("offer_shown",),
     "enrolled": ("enrollment",),
     "active": ("program_payment",),
@@ -27,6 +27,7 @@ _STAGE_EVENTS = {
     "dropped": ("dropout",),
     "churned": ("churn",),
 }
+"""The event types that put a customer in each funnel stage (every customer is a lead)."""
 _CRM = ("crm_call", "crm_email", "crm_meeting")
 
 
@@ -37,13 +38,21 @@ def _rows(path: Path) -> int:
         raise DataFileError(f"{path}: not a readable Parquet file ({err})") from None
 
 
+def funnel_rates(funnel: dict[str, int]) -> dict[str, float]:
+    """Conversion (enrolled / leads) and graduation (graduated / leads), as the seed counts
+    them; 0 without leads."""
+    leads = funnel["leads"]
+    return {"conversion_rate": funnel["enrolled"] / leads if leads else 0.0,
+            "graduation_rate": funnel["graduated"] / leads if leads else 0.0}
+
+
 def describe(path: Path) -> dict:
     """Count a dataset's tables, events and funnel; raise DataFileError naming a bad file."""
     ds = Dataset(path)
     tables = {name: sum(_rows(f) for f in part_files(ds.path / "warehouse" / name))
               for name in WAREHOUSE_TABLES}
     by_type: dict[str, int] = {}
-    who: dict[str, list[pa.Array]] = {stage: [] for stage in [*_STAGE_EVENTS, "qualified"]}
+    who: dict[str, list[pa.Array]] = {stage: [] for stage in [*STAGE_EVENTS, "qualified"]}
     first, last = None, None
     for f in ds.event_files():
         ev = read_parquet(f, columns=["type", "customer_id", "event_time", "outcome"])
@@ -53,7 +62,7 @@ def describe(path: Path) -> dict:
             lo, hi = pc.min_max(ev["event_time"]).values()
             first = lo if first is None or lo.value < first.value else first
             last = hi if last is None or hi.value > last.value else last
-        for stage, types in _STAGE_EVENTS.items():
+        for stage, types in STAGE_EVENTS.items():
             who[stage].append(ev.filter(pc.is_in(ev["type"], pa.array(types)))["customer_id"]
                               .combine_chunks())
         positive = pc.and_(pc.is_in(ev["type"], pa.array(_CRM)),
@@ -66,8 +75,7 @@ def describe(path: Path) -> dict:
                   "churned"):
         ids = pa.concat_arrays(who[stage]) if who[stage] else pa.array([], pa.string())
         funnel[stage] = len(pc.unique(ids))
-    funnel["conversion_rate"] = funnel["enrolled"] / leads if leads else 0.0
-    funnel["graduation_rate"] = funnel["graduated"] / leads if leads else 0.0
+    funnel.update(funnel_rates(funnel))
     m = ds.manifest
     return {
         "path": str(ds.path),

@@ -13,7 +13,10 @@ are trained, so one path serves all three:
 3. :meth:`BinaryModel.save` / :meth:`BinaryModel.load` keep the booster (``model.ubj``) and the
    calibrator (``calibration.json``) together; :func:`register_and_gate` registers a version and
    promotes it only if it is not worse than the champion *on the candidate's test rows* (the
-   champion is re-scored on them, so retrains on new data compare like with like).
+   champion is re-scored on them, so retrains on new data compare like with like). Each
+   version also keeps its test rows' labels with raw and calibrated scores
+   (``test_predictions.parquet``), so ROC and calibration curves can be drawn from the
+   registry alone (``ddso report``).
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ from ddso.models.evaluation import binary_report
 from ddso.models.reasons import Reason, top_reasons
 from ddso.models.registry import ModelRegistry, ModelVersion, PromotionRefused
 from ddso.models.xgb import MODEL_FILE, fit_with_ray_train
+from ddso.monitoring import DRIFT_REFERENCE_FILE, DriftReference
 
 CALIBRATION_FILE = "calibration.json"
+TEST_PREDICTIONS_FILE = "test_predictions.parquet"
 GATE_METRIC = "test_auc"
 
 
@@ -118,6 +123,8 @@ class BinaryModel:
     calibrator: Calibrator
     features: list[str]
     metrics: dict[str, float | int]
+    drift_reference: DriftReference | None = None
+    """The training rows' feature distributions, saved for drift monitoring when serving."""
 
     def raw(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         values = X[self.features].to_numpy(np.float32) if isinstance(X, pd.DataFrame) else X
@@ -140,7 +147,10 @@ class BinaryModel:
         folder.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(folder / MODEL_FILE)
         (folder / CALIBRATION_FILE).write_text(json.dumps(self.calibrator.to_dict()))
-        return {MODEL_FILE: folder / MODEL_FILE, CALIBRATION_FILE: folder / CALIBRATION_FILE}
+        files = {MODEL_FILE: folder / MODEL_FILE, CALIBRATION_FILE: folder / CALIBRATION_FILE}
+        if self.drift_reference is not None:
+            files[DRIFT_REFERENCE_FILE] = self.drift_reference.save(folder / DRIFT_REFERENCE_FILE)
+        return files
 
     @classmethod
     def load(cls, version: ModelVersion) -> BinaryModel:
@@ -213,6 +223,7 @@ def fit_binary(
     metrics["positive_rate_train"] = float(_labels(split.train, label).mean())
     metrics["trees"] = int(booster.num_boosted_rounds())
     model.metrics = metrics
+    model.drift_reference = DriftReference.fit(split.train, features)
     return model
 
 
@@ -221,6 +232,13 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return hashlib.sha256(
         pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
     ).hexdigest()[:16]
+
+
+def holdout_predictions(model: BinaryModel, test: pd.DataFrame, label: str) -> pd.DataFrame:
+    """``label``, ``raw`` and ``calibrated`` score of every test row, in the rows' order."""
+    raw = model.raw(test).astype(float)
+    return pd.DataFrame({"label": _labels(test, label).astype(np.int8), "raw": raw,
+                         "calibrated": model.calibrator.apply(raw).astype(float)})
 
 
 def register_and_gate(
@@ -239,6 +257,9 @@ def register_and_gate(
     """
     with tempfile.TemporaryDirectory() as tmp:
         files = model.save(tmp)
+        files[TEST_PREDICTIONS_FILE] = Path(tmp) / TEST_PREDICTIONS_FILE
+        holdout_predictions(model, test, label).to_parquet(files[TEST_PREDICTIONS_FILE],
+                                                           index=False)
         version = registry.register(
             name,
             files,

@@ -112,14 +112,16 @@ class LinearBandit:
             self._theta.pop(key, None)
         return self
 
-    def relabel(self, raw: np.ndarray, actions: Sequence[str], delta: np.ndarray) -> None:
-        """Correct decisions already learned whose reward changed by ``delta`` (a late
-        outcome): their contexts stay, only the reward sums move."""
+    def relabel(self, raw: np.ndarray, actions: Sequence[str], delta: np.ndarray,
+                weights: np.ndarray | None = None) -> None:
+        """Correct decisions already learned (with these ``weights``) whose reward changed
+        by ``delta`` (a late outcome): their contexts stay, only the reward sums move."""
         x = self._design(np.asarray(raw, dtype=float).reshape(len(actions), len(self.features)))
+        w = np.ones(len(actions)) if weights is None else np.asarray(weights, dtype=float)
         for i, key in enumerate(actions):
             if key not in self.b_:
                 raise UserError(f"relabel: action {key!r} was never learned")
-            self.b_[key] += float(delta[i]) * x[i]
+            self.b_[key] += float(w[i] * delta[i]) * x[i]
             self._theta.pop(key, None)
 
     def _solve(self, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -193,3 +195,69 @@ class BanditPolicy:
         """The candidates' scores for one decision, as ``decide`` takes them (the bandit's
         context is the feature vector; facts, band and time are the RL policy's inputs)."""
         return lambda candidates: self.scores(features, candidates)
+
+
+class OnlineBandit:
+    """The champion bandit, updated one labelled decision at a time between retrains.
+
+    Each labelled decision is first used to judge the model as it stands (prequential: the
+    model has not learned from it yet), then learned; a label that changes later (a late
+    outcome) corrects the reward sums by its difference. The judgement, over the decisions
+    the serving champion made, is the same off-policy estimate the retraining gate uses:
+    the logged reward weighted by the model's epsilon-greedy probability of the logged action
+    over its exact logged propensity (self-normalised), against the champion's own mean
+    reward on those decisions.
+    """
+
+    def __init__(self, bandit: LinearBandit, champion: str):
+        self.bandit = bandit
+        self.champion = champion
+        self._learned: dict[str, tuple[str, np.ndarray, float]] = {}  # id -> key, x, reward
+        self._weighted = self._weights = self._champion_reward = 0.0
+        self.judged = 0
+        self.updates = 0
+
+    def take(self, decision_id: str, features: Mapping[str, float], decision: Mapping[str, Any],
+             reward: float) -> None:
+        """One labelled decision (its audit ``decision`` dict); a repeat with the same reward
+        changes nothing."""
+        raw = self.bandit.contexts([features])
+        key = action_key(decision["channel"], decision["offer_id"])
+        weight = np.array([1.0 / float(decision["propensity"])])
+        seen = self._learned.get(decision_id)
+        if seen is not None:
+            if seen[2] != reward:
+                self.bandit.relabel(seen[1], [key], np.array([reward - seen[2]]), weight)
+                self._learned[decision_id] = (key, seen[1], reward)
+                self.updates += 1
+            return
+        if decision["versions"].get("policy") == self.champion:
+            self._judge(raw, decision, key, reward)
+        self.bandit.learn(raw, [key], np.array([reward]), weight)
+        self._learned[decision_id] = (key, raw, reward)
+        self.updates += 1
+
+    def _judge(self, raw: np.ndarray, decision: Mapping[str, Any], key: str,
+               reward: float) -> None:
+        candidates = [action_key(*c) for c in decision["candidates"]]
+        scores = self.bandit.predict(raw, candidates)[0]
+        known = [(s, i) for i, s in enumerate(scores) if np.isfinite(s)]
+        greedy = candidates[max(known)[1]] if known else action_key(*decision["greedy"])
+        eps = float(decision["epsilon"]) if len(candidates) > 1 else 0.0
+        prob = eps / len(candidates) + (1.0 - eps) * (key == greedy)
+        weight = prob / float(decision["propensity"])
+        self._weighted += weight * reward
+        self._weights += weight
+        self._champion_reward += reward
+        self.judged += 1
+
+    def judgement(self) -> tuple[float, float, int]:
+        """(model's estimate, champion's mean reward, decisions judged) since the last reset."""
+        if not self.judged or self._weights == 0:
+            return float("nan"), float("nan"), self.judged
+        return (self._weighted / self._weights, self._champion_reward / self.judged,
+                self.judged)
+
+    def reset_judgement(self) -> None:
+        self._weighted = self._weights = self._champion_reward = 0.0
+        self.judged = 0

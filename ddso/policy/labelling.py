@@ -42,9 +42,9 @@ from ddso.policy.attribution import (
     attribute,
 )
 
-EXTRA_DECISION_COLUMNS = ("explored", "experiment", "arm", "features")
-"""Audit columns carried into the labels when present (the context of the bandit rows, the
-experiment arm of the reports)."""
+EXTRA_DECISION_COLUMNS = ("explored", "experiment", "arm", "features", "decision")
+"""Audit columns carried into the labels when present (the context and the logged decision
+of the bandit's updates, the experiment arm of the reports)."""
 
 
 class LabelBook:

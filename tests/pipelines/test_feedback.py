@@ -1,5 +1,6 @@
 """The feedback job on the embedded default: local log + audit files -> labels, restartable."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -104,3 +105,29 @@ def test_bad_arguments_name_the_flag(tmp_path):
         main(Args(config=None, window_days=0, source="offline", out=str(tmp_path)))
     with pytest.raises(UserError, match="--source"):
         main(Args(source="kafka"))
+
+
+def test_the_champion_bandit_learns_each_label_and_is_published_through_the_gate(tmp_path):
+    from ddso.models.registry import ModelRegistry
+    from ddso.policy.bandit import LinearBandit, action_key
+    from pipelines.feedback import BanditUpdates
+    from tests.ddso.policy.logged_world import logged
+
+    registry = ModelRegistry(tmp_path / "registry")
+    seed_log = logged(60, seed=30)
+    bandit = LinearBandit(["x", "noise"])
+    bandit.learn(bandit.contexts([json.loads(f) for f in seed_log["features"]]),
+                 [action_key(c, o) for c, o in zip(seed_log["channel"], seed_log["offer_id"],
+                                                   strict=True)],
+                 seed_log["reward"].to_numpy(), 1 / seed_log["propensity"].to_numpy())
+    registry.register("engagement_policy", {"bandit.json": bandit.save(tmp_path / "b.json")},
+                      {"kind": "linear_bandit", "metrics": {}})
+    updates = BanditUpdates(registry, every_s=0)
+    updates.take(logged(3000, seed=31, policy="engagement_policy:v0001"))
+    published = updates.maybe_publish()
+    assert published is not None and published["version"] == "v0002"
+    assert published["estimate"] > published["champion"]
+    champion = registry.champion("engagement_policy")
+    assert champion.version == "v0002" and champion.metadata["parent"] == "engagement_policy:v0001"
+    assert registry.history("engagement_policy")[-1]["metric"] == "ope_value"
+    assert updates.maybe_publish() is None  # nothing judged since: kept back

@@ -446,6 +446,6 @@ def test_metrics_exposes_requests_and_decisions(served):
     r = client.get("/metrics", headers=auth(served, "admin"))
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text
-    assert 'ddso_decisions_total{channel="none",explored="no",offer="no"}' in text
+    assert 'ddso_decisions_total{arm="none",channel="none",explored="no",offer="no"}' in text
     assert 'endpoint="/v1/decide"' in text and "ddso_http_request_seconds_bucket" in text
     assert "NOBODY" not in text

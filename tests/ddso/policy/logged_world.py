@@ -32,7 +32,7 @@ def logged(n: int, seed: int, epsilon: float = 0.3, policy: str = RULE_POLICY,
         propensity = epsilon / 3 + (1 - epsilon) * (action == GREEDY)
         reward = float(rng.random() < conversion(tuple(action), x[i : i + 1], p2_good)[0])
         decision = {"candidates": CANDIDATES, "greedy": GREEDY, "epsilon": epsilon,
-                    "channel": action[0], "offer_id": action[1],
+                    "channel": action[0], "offer_id": action[1], "propensity": propensity,
                     "versions": {"policy": policy}}
         rows.append({"decision_id": f"{seed}-{i}", "decided_at": start + i * 60.0,
                      "customer_pseudonym": f"c{i}",

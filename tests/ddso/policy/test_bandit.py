@@ -55,3 +55,42 @@ def test_it_learns_which_offer_suits_which_context_and_round_trips(tmp_path):
                                   bandit.predict(contexts[:20], keys[:3]))
     with pytest.raises(NotFittedError, match="learn"):
         LinearBandit(["x"]).predict(contexts[:1, :1], ["none"])
+
+
+def _fitted(log) -> LinearBandit:
+    bandit = LinearBandit(["x", "noise"])
+    actions = [action_key(c, o) for c, o in zip(log["channel"], log["offer_id"], strict=True)]
+    return bandit.learn(bandit.contexts([json.loads(f) for f in log["features"]]), actions,
+                        log["reward"].to_numpy(), 1 / log["propensity"].to_numpy())
+
+
+def test_online_updates_judge_before_learning_and_relabel_late_outcomes():
+    from ddso.policy.bandit import OnlineBandit
+
+    champion = "engagement_policy:v0001"
+    online = OnlineBandit(_fitted(logged(60, seed=20)), champion)
+    stream = logged(3000, seed=21, policy=champion)
+    for row in stream.itertuples():
+        decision = json.loads(row.decision)
+        online.take(row.decision_id, json.loads(row.features), decision, row.reward)
+    estimate, champion_mean, judged = online.judgement()
+    assert judged == 3000 and champion_mean == pytest.approx(stream["reward"].mean())
+    assert estimate > champion_mean  # it learned P2 for x > 0 while judged on unseen rows
+    # the same label again changes nothing; a late outcome moves the sums by its difference
+    row = stream.iloc[0]
+    decision = json.loads(row["decision"])
+    online.take(row["decision_id"], json.loads(row["features"]), decision, row["reward"])
+    assert online.updates == 3000
+    online.take(row["decision_id"], json.loads(row["features"]), decision, row["reward"] + 1)
+    # equal to learning the corrected rewards in one batch on the same scaling
+    direct = _fitted(logged(60, seed=20))
+    late = stream.assign(reward=stream["reward"] + (stream.index == 0))
+    direct.learn(direct.contexts([json.loads(f) for f in late["features"]]),
+                 [action_key(c, o) for c, o in zip(late["channel"], late["offer_id"],
+                                                   strict=True)],
+                 late["reward"].to_numpy(), 1 / late["propensity"].to_numpy())
+    grid = np.array([[-1.0, 0.0], [0.5, 0.3], [2.0, -1.0]])
+    keys = ["none", "email:P1", "email:P2"]
+    np.testing.assert_allclose(online.bandit.predict(grid, keys), direct.predict(grid, keys),
+                               rtol=1e-9, atol=1e-12)
+    assert online.judgement()[2] == 3000  # a relabel is not judged again

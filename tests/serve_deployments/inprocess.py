@@ -1,0 +1,39 @@
+"""A decision service's inputs built without Ray, for in-process tests: the served feature
+snapshot of a generated dataset and a small propensity model."""
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import xgboost as xgb
+
+from ddso.features.financial import financial_features
+from ddso.features.sets import CUSTOMER_FEATURES, cold_start_features
+from ddso.models.registry import ModelRegistry
+
+
+def snapshot(data, path) -> list[str]:
+    """Served features without Ray: the profiles' financial features, cold-start behaviour
+    with some contact history, and the customers' facts."""
+    fin = financial_features(pq.read_table(data / "warehouse" / "financial_profiles"))
+    rng = np.random.default_rng(0)
+    for name, value in cold_start_features().items():
+        if name not in fin.columns:
+            fin[name] = value
+    fin["days_since_last_contact"] = rng.integers(0, 60, len(fin)).astype(float)
+    customers = pd.read_parquet(data / "warehouse" / "customers")
+    facts = ["customer_id", "birth_year", "preferred_channel", "consent_email", "consent_sms",
+             "consent_call", "consent_app_push"]
+    fin.merge(customers[facts], on="customer_id").to_parquet(path, index=False)
+    return fin["customer_id"].tolist()
+
+
+def register_propensity(registry: ModelRegistry, folder) -> None:
+    """A small propensity model, plain XGBoost (the serving path only reads its artifact)."""
+    rng = np.random.default_rng(1)
+    x = rng.random((400, len(CUSTOMER_FEATURES)))
+    y = (x[:, 0] + rng.normal(0, 0.3, 400) > 0.5).astype(float)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3},
+                        xgb.DMatrix(x, label=y, feature_names=list(CUSTOMER_FEATURES)), 10)
+    booster.save_model(folder / "model.ubj")
+    registry.register("propensity", {"model.ubj": folder / "model.ubj"},
+                      {"features": list(CUSTOMER_FEATURES)})
