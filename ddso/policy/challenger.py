@@ -11,7 +11,10 @@ logged rule, so its greedy choice there is taken as the logged one.
 
 :func:`compare` gives both values, the challenger's interval and effective sample size;
 :func:`gate` promotes through :meth:`ddso.models.registry.ModelRegistry.promote` only when the
-challenger's estimate beats the champion's with enough overlap, and otherwise says why.
+lower end of the challenger's 95 % interval is above the champion's value, with enough
+overlap (effective sample size), and otherwise says why: with few outcomes the point
+estimate is noise (a closed-loop run with 24 conversions in 6,000 decisions promoted a
+bandit on its point estimate that then converted worse), so the gate wants evidence.
 """
 
 from __future__ import annotations
@@ -111,12 +114,13 @@ def gate(registry: ModelRegistry, candidate: ModelVersion, comparison: Compariso
             f"refused: {candidate.name} {candidate.version} has an effective sample size of "
             f"{comparison.ess:.1f} on {comparison.n} holdout decisions (needs {min_ess:g}): "
             "too little logged support to judge it; the champion stays")
-    if not comparison.challenger_value > comparison.champion_value:
+    low = comparison.challenger_ci[0]
+    if not low > comparison.champion_value:
         # also when the champion is the rule policy, which the registry does not hold
         raise PromotionRefused(
             f"refused: candidate {candidate.name} {candidate.version} has {METRIC}="
-            f"{comparison.challenger_value:.4f}, not better than the champion's "
-            f"{comparison.champion_value:.4f} on the same {comparison.n} holdout decisions; "
-            "the champion stays")
+            f"{comparison.challenger_value:.4f} (95% interval from {low:.4f}), not surely "
+            f"better than the champion's {comparison.champion_value:.4f} on the same "
+            f"{comparison.n} holdout decisions; the champion stays")
     return registry.promote(candidate.name, candidate.version, metric=METRIC,
                             champion_score=comparison.champion_value)

@@ -59,7 +59,8 @@ def test_a_worse_bandit_is_refused_and_the_champion_stays(tmp_path):
     new = logged(3000, seed=13, start=5000 * 60.0, p2_good=False)
     args = write(tmp_path, pd.concat([old, new], ignore_index=True))
     report = main(args)["policy"]
-    assert report["promoted"] is False and "not better than the champion" in report["refused"]
+    assert report["promoted"] is False
+    assert "not surely better than the champion" in report["refused"]
     registry = ModelRegistry(args.registry)
     assert registry.stage(POLICY_MODEL, "v0001") == "candidate"
     assert load_policy(registry) is None  # the rule still decides
