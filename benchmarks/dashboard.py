@@ -21,11 +21,8 @@ Target: first paint under 1 s. Options: customers (2000), days (120), loads (5),
 
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from serve_deployments.plain import subprocess_server
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def browser_missing() -> str | None:
@@ -100,48 +98,6 @@ def build_platform(home: Path, customers: int, days: int, seed: int = 11) -> dic
     }
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def plain_server(args: dict[str, Any], timeout_s: float = 120.0) -> Iterator[str]:
-    """The app over ``args`` in a plain uvicorn process on a free port; its base URL."""
-    import httpx
-
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serve_deployments.plain", "--port", str(port),
-         "--args", json.dumps(args)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the app exited with {proc.returncode}: "
-                                   f"{proc.stderr.read()[-2000:] if proc.stderr else ''}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the app at {url} did not answer within {timeout_s:g} s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 @contextmanager
 def chromium(width: int = 1400, height: int = 1400) -> Iterator[Any]:
     """A headless Chromium (Debian's, through its chromedriver) as a selenium WebDriver."""
@@ -202,7 +158,7 @@ def run(options: dict[str, str]) -> dict[str, float | int | str]:
     metrics: dict[str, float | int | str] = {"customers": customers, "days": days}
     with tempfile.TemporaryDirectory() as tmp:
         p = build_platform(Path(tmp) / "home", customers, days)
-        with plain_server(p["args"]) as url, httpx.Client(
+        with subprocess_server(p["args"]) as url, httpx.Client(
                 base_url=url, headers={"Authorization": f"Bearer {p['admin']}"},
                 timeout=60) as client:
             t0 = time.perf_counter()

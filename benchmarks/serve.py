@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,13 +41,9 @@ from typing import Any
 
 import numpy as np
 
+from serve_deployments.plain import free_port, subprocess_server
+
 P99_TARGET_MS = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _logic_latencies(args: dict[str, Any], customers: list[str], calls: int) -> np.ndarray:
@@ -93,40 +88,10 @@ def _load(url: str, token: str, customers_file: Path, rate: float, seconds: floa
     return result
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the plain server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"the plain server at {url} did not answer within {timeout_s:g} s")
-
-
 def _plain(args: dict[str, Any], token: str, customers_file: Path, rate: float,
            seconds: float, warmup: float) -> dict[str, Any]:
-    port = _free_port()
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serve_deployments.plain", "--port", str(port),
-         "--args", json.dumps(args)],
-        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
+    with subprocess_server(args) as url:
         return _load(url, token, customers_file, rate, seconds, warmup)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def run(options: dict[str, str]) -> dict[str, float | int | str]:
@@ -193,7 +158,7 @@ def run(options: dict[str, str]) -> dict[str, float | int | str]:
                         "plain_p50_ms": plain["p50_ms"], "plain_p99_ms": plain["p99_ms"],
                         "plain_error_rate": plain["error_rate"]})
 
-        port = _free_port()
+        port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(args), name="ddso-bench", route_prefix="/")
         bend = 0.0

@@ -22,7 +22,6 @@ import contextlib
 import json
 import logging
 import signal
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +34,8 @@ from ddso.errors import UserError
 from ddso.io.sources import KafkaSource, LocalLogSource, Source
 from ddso.models.registry import ModelRegistry, PromotionRefused
 from ddso.policy.attribution import OUTCOME_LABELS
-from ddso.policy.bandit import ARTIFACT as BANDIT_ARTIFACT
 from ddso.policy.bandit import KIND as BANDIT_KIND
-from ddso.policy.bandit import BanditPolicy, OnlineBandit
+from ddso.policy.bandit import BanditPolicy, OnlineBandit, register_candidate
 from ddso.policy.challenger import METRIC
 from ddso.policy.labelling import (
     LabelBook,
@@ -128,13 +126,10 @@ class BanditUpdates:
             log.info("bandit update kept back: %d decisions judged, estimate %.4f vs champion "
                      "%.4f", judged, estimate, champion_mean)
             return None
-        with tempfile.TemporaryDirectory() as tmp:
-            path = online.bandit.save(Path(tmp) / BANDIT_ARTIFACT)
-            version = self.registry.register(POLICY_MODEL, {BANDIT_ARTIFACT: path}, {
-                "kind": BANDIT_KIND, "features": online.bandit.features,
-                "parent": online.champion, "online_updates": online.updates,
-                "metrics": {METRIC: estimate, "champion_value": champion_mean,
-                            "holdout_decisions": judged, "prequential": True}}, promote=False)
+        version = register_candidate(self.registry, POLICY_MODEL, online.bandit, {
+            "parent": online.champion, "online_updates": online.updates,
+            "metrics": {METRIC: estimate, "champion_value": champion_mean,
+                        "holdout_decisions": judged, "prequential": True}})
         try:
             self.registry.promote(POLICY_MODEL, version.version, metric=METRIC,
                                   champion_score=champion_mean)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import pyarrow.parquet as pq
 from ddso.config import load_settings
 from ddso.errors import UserError
 from ddso.models.registry import ModelRegistry, PromotionRefused
-from ddso.policy.bandit import ARTIFACT, KIND, LinearBandit, action_key
+from ddso.policy.bandit import LinearBandit, action_key, register_candidate
 from ddso.policy.challenger import METRIC, Comparison, compare, gate, holdout
 from ddso.policy.decide import RULE_POLICY
 from ddso.policy.labelling import LabelStore
@@ -139,12 +138,9 @@ def retrain_policy(args: Args, registry: ModelRegistry, audit: Path, labels_root
         return candidates[max(known)[1]] if known else None
 
     result: Comparison = compare(test, greedy)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = bandit.save(Path(tmp) / ARTIFACT)
-        candidate = registry.register(POLICY_MODEL, {ARTIFACT: path}, {
-            "kind": KIND, "features": bandit.features, "train_decisions": len(train),
-            "holdout_from": start, "holdout_policy": champion,
-            "metrics": {METRIC: result.challenger_value, **result.to_dict()}}, promote=False)
+    candidate = register_candidate(registry, POLICY_MODEL, bandit, {
+        "train_decisions": len(train), "holdout_from": start, "holdout_policy": champion,
+        "metrics": {METRIC: result.challenger_value, **result.to_dict()}})
     report: dict[str, Any] = {"candidate": f"{POLICY_MODEL}:{candidate.version}",
                               "champion": champion, "train_decisions": len(train),
                               **result.to_dict()}

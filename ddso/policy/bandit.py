@@ -20,6 +20,7 @@ exact for off-policy evaluation. Actions never taken in the log are left unscore
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ddso.errors import NotFittedError, UserError
-from ddso.models.registry import ModelVersion
+from ddso.models.registry import ModelRegistry, ModelVersion
 from ddso.policy.arbitration import CustomerFacts
 from ddso.policy.decide import Candidate, PolicyScores
 
@@ -174,6 +175,16 @@ class LinearBandit:
     @classmethod
     def load(cls, path: str | Path) -> LinearBandit:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def register_candidate(registry: ModelRegistry, name: str, bandit: LinearBandit,
+                       metadata: Mapping[str, Any]) -> ModelVersion:
+    """Register ``bandit`` as a candidate version of ``name`` (never promoted here: the
+    retrain's and the online updates' gates decide)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = bandit.save(Path(tmp) / ARTIFACT)
+        return registry.register(name, {ARTIFACT: path}, {
+            "kind": KIND, "features": bandit.features, **metadata}, promote=False)
 
 
 class BanditPolicy:
