@@ -187,18 +187,22 @@ def _cmd_audit_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_experiments_list(args: argparse.Namespace) -> int:
-    from ddso.experiments import read_stopped
+    from ddso.experiments import read_state
 
     settings = _settings(args)
     if not settings.experiments:
         print("no experiments configured (settings key 'experiments')")
     for name, e in settings.experiments.items():
-        stopped = read_stopped(settings.home, name)
+        saved = read_state(settings.home, name)
+        stopped, concluded = saved["stopped"], saved["concluded"]
         arms = ", ".join(
             f"{a.name} {a.share:.0%} ({a.policy_label})" + (" STOPPED" if a.name in stopped else "")
             for a in e.arms
         )
         state = "active" if e.active else "inactive"
+        if concluded:
+            state = (f"concluded {concluded['at'][:19]} (winner {concluded['winner'] or 'none'}"
+                     f"{', promoted ' + concluded['promoted'] if concluded['promoted'] else ''})")
         print(f"{name}: {state}, control {e.control}, primary {e.primary_metric}; arms {arms}")
     return 0
 

@@ -18,6 +18,11 @@ at the end, taking from the last). Rotating the pseudonym key reshuffles every a
 The report of an experiment (per-arm outcomes, always-valid comparisons with the control
 arm, guardrails that stop an arm) is :mod:`ddso.experiment_report`.
 
+Conclusion: the retraining job judges a champion/challenger experiment
+(``python -m pipelines.retrain --experiment NAME``, :func:`ddso.policy.challenger.gate_experiment`)
+and records the verdict in the same state file; from then on the experiment routes nobody and
+every customer gets the registry's champion, the promoted challenger when it won.
+
 Guardrails: an arm whose always-valid interval shows a guardrail metric worse than the
 control's by more than the guardrail allows is stopped. Stops are kept in
 ``<home>/experiments/<name>.json`` (written atomically, never undone by a later report; edit
@@ -237,40 +242,60 @@ def state_path(home: str | Path, name: str) -> Path:
     return Path(home) / "experiments" / f"{name}.json"
 
 
-def read_stopped(home: str | Path, name: str) -> dict[str, dict[str, Any]]:
-    """Stopped arms of experiment ``name``: arm -> {"at": ISO time, "reason": text}."""
+def read_state(home: str | Path, name: str) -> dict[str, Any]:
+    """The experiment's state file: ``stopped`` arms and, once judged, ``concluded``."""
     path = state_path(home, name)
     try:
-        return dict(json.loads(path.read_text())["stopped"])
+        state = json.loads(path.read_text())
+        return {"stopped": dict(state["stopped"]), "concluded": state.get("concluded")}
     except FileNotFoundError:
-        return {}
+        return {"stopped": {}, "concluded": None}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{path}: not a readable experiment state file ({e})") from None
 
 
-def record_stops(home: str | Path, name: str, stops: Mapping[str, str]) -> dict[str, Any]:
-    """Add ``stops`` (arm -> reason) to the experiment's stopped arms; all of them.
+def read_stopped(home: str | Path, name: str) -> dict[str, dict[str, Any]]:
+    """Stopped arms of experiment ``name``: arm -> {"at": ISO time, "reason": text}."""
+    return read_state(home, name)["stopped"]
 
-    Written to a temporary file and renamed, so a reader never sees half a file.
-    """
+
+def _write_state(home: str | Path, name: str, state: Mapping[str, Any]) -> None:
+    """Written to a temporary file and renamed, so a reader never sees half a file."""
     path = state_path(home, name)
-    stopped = read_stopped(home, name)
-    now = datetime.now(UTC).isoformat()
-    for arm, reason in stops.items():
-        stopped.setdefault(arm, {"at": now, "reason": reason})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps({"experiment": name, "stopped": stopped}, indent=2) + "\n")
+    tmp.write_text(json.dumps({"experiment": name, **state}, indent=2) + "\n")
     os.replace(tmp, path)
-    return stopped
+
+
+def record_stops(home: str | Path, name: str, stops: Mapping[str, str]) -> dict[str, Any]:
+    """Add ``stops`` (arm -> reason) to the experiment's stopped arms; all of them."""
+    state = read_state(home, name)
+    now = datetime.now(UTC).isoformat()
+    for arm, reason in stops.items():
+        state["stopped"].setdefault(arm, {"at": now, "reason": reason})
+    _write_state(home, name, state)
+    return state["stopped"]
+
+
+def record_conclusion(home: str | Path, name: str, winner: str | None, reason: str,
+                      promoted: str | None = None) -> dict[str, Any]:
+    """Conclude the experiment: from now on serving assigns nobody to its arms, so every
+    customer gets the champion (``promoted``, when the winner's policy was promoted)."""
+    state = read_state(home, name)
+    state["concluded"] = {"at": datetime.now(UTC).isoformat(), "winner": winner,
+                          "promoted": promoted, "reason": reason}
+    _write_state(home, name, state)
+    return state["concluded"]
 
 
 class ExperimentRouter:
     """The serving side of an experiment: the arm of each decision, honouring stops.
 
-    The stopped arms are re-read from the state file when it changed, at most every
-    ``refresh_s`` seconds, so a stop recorded by ``ddso experiments report`` reaches every
-    replica within that time. Thread-safe.
+    The stopped arms and the conclusion are re-read from the state file when it changed, at
+    most every ``refresh_s`` seconds, so a stop recorded by ``ddso experiments report`` (or a
+    conclusion by the retraining job) reaches every replica within that time; a concluded
+    experiment routes nobody. Thread-safe.
     """
 
     def __init__(self, experiment: Experiment, home: str | Path, *, refresh_s: float = 5.0):
@@ -282,6 +307,7 @@ class ExperimentRouter:
         self._checked = -math.inf
         self._lock = threading.Lock()
         self.stopped: frozenset[str] = frozenset()
+        self.concluded = False
         self._refresh(time.monotonic())
 
     def _refresh(self, now: float) -> None:
@@ -298,11 +324,15 @@ class ExperimentRouter:
             if stamp == self._stamp:
                 return
             self._stamp = stamp
-            self.stopped = frozenset(read_stopped(self.home, self.experiment.name))
+            state = read_state(self.home, self.experiment.name)
+            self.stopped = frozenset(state["stopped"])
+            self.concluded = state["concluded"] is not None
 
     def route(self, pseudonym: str, at: float) -> Arm | None:
         """The arm deciding for this customer at ``at`` (epoch s); None outside the run."""
         if not self.experiment.running(at):
             return None
         self._refresh(time.monotonic())
+        if self.concluded:
+            return None
         return assign(self.experiment, pseudonym, self.stopped)

@@ -35,7 +35,7 @@ from ddso.io.sources import KafkaSource, LocalLogSource, Source
 from ddso.models.registry import ModelRegistry, PromotionRefused
 from ddso.policy.attribution import OUTCOME_LABELS
 from ddso.policy.bandit import KIND as BANDIT_KIND
-from ddso.policy.bandit import BanditPolicy, OnlineBandit, register_candidate
+from ddso.policy.bandit import BanditPolicy, OnlineBandit, context, register_candidate
 from ddso.policy.challenger import METRIC
 from ddso.policy.labelling import (
     LabelBook,
@@ -108,9 +108,13 @@ class BanditUpdates:
     def take(self, labels: pd.DataFrame) -> None:
         if self.online is None or not len(labels):
             return
-        for row in labels[["decision_id", "features", "decision", "reward"]].itertuples():
+        if "facts" not in labels.columns:
+            labels = labels.assign(facts=None)
+        for row in labels[["decision_id", "features", "facts", "decision",
+                           "reward"]].itertuples():
             if isinstance(row.features, str) and isinstance(row.decision, str):
-                self.online.take(row.decision_id, json.loads(row.features),
+                facts = json.loads(row.facts) if isinstance(row.facts, str) else None
+                self.online.take(row.decision_id, context(json.loads(row.features), facts),
                                  json.loads(row.decision), float(row.reward))
 
     def maybe_publish(self) -> dict[str, Any] | None:

@@ -12,11 +12,18 @@
 4. Promotion only through the registry's gate (:func:`ddso.policy.challenger.gate`); a
    refusal keeps the champion and is reported with both numbers. Serving replicas pick up a
    promoted version on their next model refresh, without dropping requests.
+5. When the off-policy evidence is too thin either way (``ope_verdict: undecided``), the
+   report proposes a champion/challenger experiment for the candidate (``experiment``: the
+   settings to add under ``experiments``). Once it has run, ``--experiment NAME`` judges it
+   (:func:`ddso.policy.challenger.gate_experiment`): the challenger is promoted when the
+   experiment's always-valid test shows it better on the primary metric with no guardrail
+   breached, and the experiment is concluded (serving sends everyone to the champion).
 
 With ``--data`` (a dataset folder) it also re-runs the propensity and churn jobs, whose own
 gates compare them with their champions on the same test period.
 
     python -m pipelines.retrain --registry .ddso/registry
+    python -m pipelines.retrain --registry .ddso/registry --experiment policy-v0002
     ray job submit --working-dir . -- python -m pipelines.retrain --registry /mnt/models/ddso
 """
 
@@ -34,19 +41,28 @@ import pyarrow.parquet as pq
 
 from ddso.config import load_settings
 from ddso.errors import UserError
+from ddso.experiment_report import run_report
+from ddso.experiments import RULES, find_experiment
 from ddso.models.registry import ModelRegistry, PromotionRefused
-from ddso.policy.bandit import LinearBandit, action_key, register_candidate
-from ddso.policy.challenger import METRIC, Comparison, compare, gate, holdout
-from ddso.policy.decide import RULE_POLICY
+from ddso.policy.bandit import LinearBandit, action_key, context, register_candidate
+from ddso.policy.challenger import (
+    METRIC,
+    Comparison,
+    champion_id,
+    compare,
+    gate,
+    gate_experiment,
+    holdout,
+)
+from ddso.policy.decide import POLICY_MODEL, RULE_POLICY
 from ddso.policy.labelling import LabelStore
 from pipelines import feedback
 from pipelines._cli import run
-from rl_env.export import POLICY_MODEL
 
 log = logging.getLogger(__name__)
 
-AUDIT_COLUMNS = ["decision_id", "decided_at", "features", "channel", "offer_id", "propensity",
-                 "decision"]
+AUDIT_COLUMNS = ["decision_id", "decided_at", "features", "facts", "channel", "offer_id",
+                 "propensity", "decision"]
 
 
 @dataclass
@@ -69,6 +85,9 @@ class Args:
     """Ridge penalty of the bandit's per-action regressions."""
     data: str | None = None
     """Dataset folder: also retrain the propensity and churn models on it."""
+    experiment: str | None = None
+    """Judge this champion/challenger experiment (settings key ``experiments``) instead of
+    training: promote its winner and conclude it."""
     json: str | None = None
     """Write the report here (JSON)."""
 
@@ -81,24 +100,25 @@ def read_audit(folder: Path) -> pd.DataFrame:
                      ignore_index=True).drop_duplicates("decision_id")
 
 
-def champion_id(registry: ModelRegistry) -> str:
-    try:
-        v = registry.champion(POLICY_MODEL)
-    except UserError:
-        return RULE_POLICY
-    return f"{v.name}:{v.version}"
+def with_context(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` (audit records) with the bandit's :func:`~ddso.policy.bandit.context` of each."""
+    return rows.assign(context=[context(json.loads(f), json.loads(a) if isinstance(a, str)
+                                        else None)
+                                for f, a in zip(rows["features"], rows["facts"], strict=True)])
 
 
 def fit_bandit(train: pd.DataFrame, ridge: float) -> LinearBandit:
-    contexts = train["features"].map(json.loads).tolist()
+    contexts = train["context"].tolist()
     names = sorted({k for c in contexts for k in c})
     bandit = LinearBandit(names, ridge=ridge)
     actions = [action_key(c, o) for c, o in zip(train["channel"], train["offer_id"],
                                                 strict=True)]
-    # Importance-weighted by 1/propensity: the explored actions, rarer in the log, count as
-    # much as the greedy ones would have had they been drawn as often.
-    return bandit.learn(bandit.contexts(contexts), actions, train["reward"].to_numpy(float),
-                        weights=1.0 / train["propensity"].to_numpy(float))
+    # Unweighted: each action's regression is fitted on the contexts where it was taken, which
+    # the logged context decides, so it is unbiased for that action given the context. Inverse-
+    # propensity weights (explored rows x 1/propensity, ~50) only added variance: over six
+    # simulated logs of 24,000 decisions the unweighted fit's greedy policy converted 3.8-4.3 %
+    # against 3.5-4.4 % weighted (the rule: 2.4 %).
+    return bandit.learn(bandit.contexts(contexts), actions, train["reward"].to_numpy(float))
 
 
 def split(rows: pd.DataFrame, days: float, minimum: int) -> tuple[pd.Series, float]:
@@ -113,7 +133,7 @@ def split(rows: pd.DataFrame, days: float, minimum: int) -> tuple[pd.Series, flo
 
 def retrain_policy(args: Args, registry: ModelRegistry, audit: Path, labels_root: Path
                    ) -> dict[str, Any]:
-    records = read_audit(audit)
+    records = with_context(read_audit(audit))
     labels = LabelStore(labels_root).read("labels", ["reward"])
     if not len(labels):
         raise UserError(f"{labels_root}: no labels; run python -m pipelines.feedback first")
@@ -149,6 +169,33 @@ def retrain_policy(args: Args, registry: ModelRegistry, audit: Path, labels_root
         report["promoted"] = True
     except PromotionRefused as e:
         report.update(promoted=False, refused=str(e))
+        if result.verdict() == "undecided":
+            report["experiment"] = proposed_experiment(champion, report["candidate"])
+    return report
+
+
+def proposed_experiment(champion: str, candidate: str) -> dict[str, Any]:
+    """A 50/50 champion/challenger experiment of ``candidate`` (settings under
+    ``experiments``), guarded against a drop of one point of conversion."""
+    version = candidate.rpartition(":")[2]
+    return {"name": f"policy-{version}", "control": "champion", "primary_metric": "enrolled",
+            "arms": [{"name": "champion", "share": 0.5,
+                      "policy_version": RULES if champion == RULE_POLICY else None},
+                     {"name": "challenger", "share": 0.5, "policy_version": candidate}],
+            "guardrails": [{"metric": "enrolled", "max_degradation": 0.01},
+                           {"metric": "churned", "max_degradation": 0.01}]}
+
+
+def judge_experiment(args: Args, registry: ModelRegistry, labels_root: Path) -> dict[str, Any]:
+    settings = load_settings(args.config)
+    experiment = find_experiment(settings.experiments, args.experiment)
+    result = run_report(settings.home, experiment, labels_root)
+    report: dict[str, Any] = {"experiment": experiment.name, "rows": result.rows,
+                              "champion": champion_id(registry)}
+    try:
+        report.update(gate_experiment(registry, experiment, result, settings.home))
+    except PromotionRefused as e:
+        report.update(promoted=None, refused=str(e))
     return report
 
 
@@ -160,7 +207,10 @@ def main(args: Args) -> dict[str, Any]:
     if args.relabel:
         feedback.main(feedback.Args(config=args.config, source="offline", audit=str(audit),
                                     out=str(labels_root)))
-    report: dict[str, Any] = {"policy": retrain_policy(args, registry, audit, labels_root)}
+    if args.experiment:
+        report: dict[str, Any] = {"policy": judge_experiment(args, registry, labels_root)}
+    else:
+        report = {"policy": retrain_policy(args, registry, audit, labels_root)}
     if args.data:
         from pipelines import train_churn, train_propensity
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ddso.errors import DataFileError, UserError
+from ddso.policy.decide import POLICY_MODEL  # noqa: F401  (its home; imported from here too)
 from rl_env.observation import OBS_NAMES, observation_space
 
 _ACTIVATIONS = {
@@ -28,8 +29,6 @@ _ACTIVATIONS = {
     "relu": lambda x: np.maximum(x, 0.0),
 }
 _FORMAT = "ddso.numpy_policy/1"
-POLICY_MODEL = "engagement_policy"
-"""The registry name of the trained engagement policy (its ``policy.npz``: NumpyPolicy.save)."""
 
 
 @dataclass(frozen=True)

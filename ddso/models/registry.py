@@ -35,6 +35,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -202,8 +203,12 @@ class ModelRegistry:
         metric: str | None = None,
         higher_is_better: bool = True,
         champion_score: float | None = None,
+        evidence: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
         """Make ``version`` the champion, through the gate when ``metric`` is given.
+
+        ``evidence`` (JSON values) is kept in the history entry: what the caller's own gate
+        saw, e.g. the experiment that a policy won.
 
         The gate compares the candidate's ``metrics[metric]`` with the champion's on the same
         holdout: the champion's recorded score if both carry the same ``holdout`` fingerprint
@@ -216,6 +221,7 @@ class ModelRegistry:
             "action": "promote",
             "version": version,
             "previous": current.version if current else None,
+            **({"evidence": dict(evidence)} if evidence else {}),
         }
         if metric is not None and current is not None and current.version != version:
             cand = float(candidate.metadata["metrics"][metric])

@@ -4,9 +4,10 @@ One ridge regression of the reward on the decision's context per action (``none`
 contact, else ``channel:offer``), kept as sufficient statistics (``A = ridge I + sum w x x'``,
 ``b = sum w r x``), so it learns one labelled decision at a time (:meth:`LinearBandit.learn`)
 and a label that changes later (a late outcome) is corrected by its difference
-(:meth:`LinearBandit.relabel`). The context is the served feature vector the audit record
-holds, standardised with the first batch's means and scales (kept with the model, so a
-version scores the same forever) plus a constant.
+(:meth:`LinearBandit.relabel`). The context (:func:`context`) is the served feature vector
+the audit record holds plus the customer's age from its facts (which offer suits a customer
+depends on it), standardised with the first batch's means and scales (kept with the model,
+so a version scores the same forever) plus a constant.
 
 The bandit scores each candidate by its predicted reward (plus ``alpha`` times the
 upper-confidence width when ``alpha > 0``); exploration stays with
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,14 @@ from ddso.policy.decide import Candidate, PolicyScores
 
 KIND = "linear_bandit"
 ARTIFACT = "bandit.json"
+
+
+def context(features: Mapping[str, float],
+            facts: CustomerFacts | Mapping[str, Any] | None) -> dict[str, float]:
+    """The bandit's context of one decision: the served features and the customer's age
+    (``facts`` as served, or as the audit record's JSON holds them; missing: no age)."""
+    age = facts.age if isinstance(facts, CustomerFacts) else (facts or {}).get("age")
+    return {**features, "age": float("nan") if age is None else float(age)}
 
 
 def action_key(channel: str | None, offer_id: str | None) -> str:
@@ -94,9 +104,11 @@ class LinearBandit:
         if not len(raw):
             return self
         if self.mean_ is None:
-            self.mean_ = np.nan_to_num(np.nanmean(raw, axis=0)) if np.isfinite(raw).any() \
-                else np.zeros(raw.shape[1])
-            scale = np.nan_to_num(np.nanstd(raw, axis=0))
+            with warnings.catch_warnings():  # a feature missing from every row: mean 0, scale 1
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, scale = np.nanmean(raw, axis=0), np.nanstd(raw, axis=0)
+            self.mean_ = np.nan_to_num(mean)
+            scale = np.nan_to_num(scale)
             self.scale_ = np.where(scale > 0, scale, 1.0)
         x = self._design(raw)
         keys = np.asarray(actions, dtype=object)
@@ -204,8 +216,9 @@ class BanditPolicy:
     def ranker(self, features: Mapping[str, float], facts: CustomerFacts, band: str,
                decided_at: float) -> PolicyScores:
         """The candidates' scores for one decision, as ``decide`` takes them (the bandit's
-        context is the feature vector; facts, band and time are the RL policy's inputs)."""
-        return lambda candidates: self.scores(features, candidates)
+        context is :func:`context`; band and time are the RL policy's inputs)."""
+        row = context(features, facts)
+        return lambda candidates: self.scores(row, candidates)
 
 
 class OnlineBandit:
@@ -228,23 +241,22 @@ class OnlineBandit:
         self.judged = 0
         self.updates = 0
 
-    def take(self, decision_id: str, features: Mapping[str, float], decision: Mapping[str, Any],
+    def take(self, decision_id: str, row: Mapping[str, float], decision: Mapping[str, Any],
              reward: float) -> None:
-        """One labelled decision (its audit ``decision`` dict); a repeat with the same reward
-        changes nothing."""
-        raw = self.bandit.contexts([features])
+        """One labelled decision (its :func:`context` and audit ``decision`` dict), learned
+        unweighted as the retrain fits; a repeat with the same reward changes nothing."""
+        raw = self.bandit.contexts([row])
         key = action_key(decision["channel"], decision["offer_id"])
-        weight = np.array([1.0 / float(decision["propensity"])])
         seen = self._learned.get(decision_id)
         if seen is not None:
             if seen[2] != reward:
-                self.bandit.relabel(seen[1], [key], np.array([reward - seen[2]]), weight)
+                self.bandit.relabel(seen[1], [key], np.array([reward - seen[2]]))
                 self._learned[decision_id] = (key, seen[1], reward)
                 self.updates += 1
             return
         if decision["versions"].get("policy") == self.champion:
             self._judge(raw, decision, key, reward)
-        self.bandit.learn(raw, [key], np.array([reward]), weight)
+        self.bandit.learn(raw, [key], np.array([reward]))
         self._learned[decision_id] = (key, raw, reward)
         self.updates += 1
 

@@ -44,6 +44,8 @@ DEFAULT_EPSILON = 0.05
 NO_CONTACT: tuple[str | None, str | None] = (None, None)
 RULE_POLICY = "propensity_x_value"
 """The ``policy`` version of decisions made without a learned policy."""
+POLICY_MODEL = "engagement_policy"
+"""The registry name of the learned engagement policy (RL network or contextual bandit)."""
 Candidate = tuple[str | None, str | None]
 PolicyScores = Callable[[Sequence[Candidate]], Mapping[Candidate, float]]
 """A learned policy's scores of the candidate actions (higher is better); candidates it does

@@ -42,7 +42,7 @@ from ddso.policy.attribution import (
     attribute,
 )
 
-EXTRA_DECISION_COLUMNS = ("explored", "experiment", "arm", "features", "decision")
+EXTRA_DECISION_COLUMNS = ("explored", "experiment", "arm", "features", "facts", "decision")
 """Audit columns carried into the labels when present (the context and the logged decision
 of the bandit's updates, the experiment arm of the reports)."""
 

@@ -19,6 +19,7 @@ from ddso.experiments import (
     assign,
     bucket,
     read_stopped,
+    record_conclusion,
     record_stops,
     state_path,
 )
@@ -294,6 +295,13 @@ def test_cli_report_prints_writes_json_and_stops(configured, capsys):
     listed = capsys.readouterr().out
     assert "policy-ab: active" in listed and "challenger 50% (v0002) STOPPED" in listed
     assert "old-test: inactive" in listed
+    # the retraining job's conclusion keeps the stops and shows in the list
+    record_conclusion(configured / "home", "policy-ab", "challenger", "better",
+                      promoted="engagement_policy:v0002")
+    assert read_stopped(configured / "home", "policy-ab").keys() == {"challenger"}
+    assert main(["experiments", "list"]) == 0
+    assert ("policy-ab: concluded" in (listed := capsys.readouterr().out)
+            and "(winner challenger, promoted engagement_policy:v0002)" in listed)
 
 
 def test_cli_reads_the_label_store_by_default(configured, capsys):

@@ -119,7 +119,7 @@ def test_the_champion_bandit_learns_each_label_and_is_published_through_the_gate
     bandit.learn(bandit.contexts([json.loads(f) for f in seed_log["features"]]),
                  [action_key(c, o) for c, o in zip(seed_log["channel"], seed_log["offer_id"],
                                                    strict=True)],
-                 seed_log["reward"].to_numpy(), 1 / seed_log["propensity"].to_numpy())
+                 seed_log["reward"].to_numpy())
     registry.register("engagement_policy", {"bandit.json": bandit.save(tmp_path / "b.json")},
                       {"kind": "linear_bandit", "metrics": {}})
     updates = BanditUpdates(registry, every_s=0)

@@ -59,8 +59,26 @@ def test_a_worse_bandit_is_refused_and_the_champion_stays(tmp_path):
     new = logged(3000, seed=13, start=5000 * 60.0, p2_good=False)
     args = write(tmp_path, pd.concat([old, new], ignore_index=True))
     report = main(args)["policy"]
-    assert report["promoted"] is False
+    assert report["promoted"] is False and report["ope_verdict"] == "worse"
     assert "not surely better than the champion" in report["refused"]
+    assert "not worth an experiment" in report["refused"] and "experiment" not in report
     registry = ModelRegistry(args.registry)
     assert registry.stage(POLICY_MODEL, "v0001") == "candidate"
     assert load_policy(registry) is None  # the rule still decides
+
+
+def test_a_candidate_the_holdout_cannot_judge_is_proposed_for_an_experiment(tmp_path):
+    from ddso.config import Settings
+
+    # 800 decisions: a holdout of 500 with little exploration of the candidate's actions
+    args = write(tmp_path, logged(800, seed=14))
+    args.min_holdout, args.holdout_days = 500, 0
+    report = main(args)["policy"]
+    assert report["promoted"] is False and report["ope_verdict"] == "undecided", report
+    assert "judge it online in a champion/challenger experiment" in report["refused"]
+    proposed = report["experiment"]
+    assert proposed["name"] == "policy-v0001"
+    assert [a["policy_version"] for a in proposed["arms"]] == ["rules", report["candidate"]]
+    # the proposal is valid settings as it stands
+    settings = Settings(experiments={proposed["name"]: proposed})
+    assert settings.experiments["policy-v0001"].control == "champion"

@@ -61,7 +61,7 @@ def _fitted(log) -> LinearBandit:
     bandit = LinearBandit(["x", "noise"])
     actions = [action_key(c, o) for c, o in zip(log["channel"], log["offer_id"], strict=True)]
     return bandit.learn(bandit.contexts([json.loads(f) for f in log["features"]]), actions,
-                        log["reward"].to_numpy(), 1 / log["propensity"].to_numpy())
+                        log["reward"].to_numpy())
 
 
 def test_online_updates_judge_before_learning_and_relabel_late_outcomes():
@@ -88,7 +88,7 @@ def test_online_updates_judge_before_learning_and_relabel_late_outcomes():
     direct.learn(direct.contexts([json.loads(f) for f in late["features"]]),
                  [action_key(c, o) for c, o in zip(late["channel"], late["offer_id"],
                                                    strict=True)],
-                 late["reward"].to_numpy(), 1 / late["propensity"].to_numpy())
+                 late["reward"].to_numpy())
     grid = np.array([[-1.0, 0.0], [0.5, 0.3], [2.0, -1.0]])
     keys = ["none", "email:P1", "email:P2"]
     np.testing.assert_allclose(online.bandit.predict(grid, keys), direct.predict(grid, keys),
