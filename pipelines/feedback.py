@@ -37,6 +37,7 @@ from ddso.policy.attribution import OUTCOME_LABELS
 from ddso.policy.bandit import KIND as BANDIT_KIND
 from ddso.policy.bandit import BanditPolicy, OnlineBandit, context, register_candidate
 from ddso.policy.challenger import METRIC
+from ddso.policy.decide import POLICY_MODEL
 from ddso.policy.labelling import (
     LabelBook,
     LabelStore,
@@ -47,7 +48,6 @@ from ddso.policy.labelling import (
 from ddso.stores.offline import OfflineStore
 from ddso.stream import parse_batch
 from pipelines._cli import run
-from rl_env.export import POLICY_MODEL
 
 log = logging.getLogger(__name__)
 

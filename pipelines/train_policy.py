@@ -35,13 +35,14 @@ from ray.rllib.examples.rl_modules.classes.action_masking_rlm import ActionMaski
 from ddso.config import load_settings
 from ddso.errors import UserError
 from ddso.models.registry import ModelRegistry, ModelVersion, PromotionRefused
+from ddso.policy.decide import POLICY_MODEL
 from ddso.runtime import init_ray
 from pipelines._cli import parse_args
 from rl_env import ENV_ID
 from rl_env.config import JourneyConfig
 from rl_env.customers import CustomerPool, synthetic_pool
 from rl_env.evaluate import evaluate
-from rl_env.export import POLICY_MODEL, NumpyPolicy, ObsNormalizer
+from rl_env.export import NumpyPolicy, ObsNormalizer
 from rl_env.observation import OBS_NAMES
 from rl_env.policies import BusinessAsUsual, RandomMasked
 from rl_env.vector import CustomerJourneyVectorEnv

@@ -15,7 +15,7 @@ from typing import Any
 
 from ddso.cli import positive_int
 from ddso.errors import UserError
-from rl_env.export import POLICY_MODEL
+from ddso.policy.decide import POLICY_MODEL
 
 
 def _write_json(path: str | None, report: dict[str, Any]) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from ddso.errors import DataFileError, UserError
-from ddso.policy.decide import POLICY_MODEL  # noqa: F401  (its home; imported from here too)
 from rl_env.observation import OBS_NAMES, observation_space
 
 _ACTIVATIONS = {

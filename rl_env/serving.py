@@ -37,10 +37,10 @@ from ddso.models.registry import ModelRegistry, ModelVersion
 from ddso.policy.arbitration import CustomerFacts
 from ddso.policy.bandit import KIND as BANDIT_KIND
 from ddso.policy.bandit import BanditPolicy
-from ddso.policy.decide import PolicyScores
+from ddso.policy.decide import POLICY_MODEL, PolicyScores
 from ddso.schemas.base import Band
 from rl_env.dynamics import STAGES
-from rl_env.export import POLICY_MODEL, NumpyPolicy
+from rl_env.export import NumpyPolicy
 from rl_env.observation import JOURNEY_SERVED, OBS_INDEX, OBS_NAMES, WEEKDAYS
 
 _BANDS = tuple(b.value for b in Band)

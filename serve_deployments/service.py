@@ -47,6 +47,7 @@ from ddso.pii import pseudonymise
 from ddso.policy.arbitration import CustomerFacts, Offer
 from ddso.policy.decide import (
     DEFAULT_EPSILON,
+    POLICY_MODEL,
     RULE_POLICY,
     PropensityScorer,
     decide,
@@ -56,7 +57,6 @@ from ddso.schemas.base import Band
 from ddso.schemas.events import OfferAccepted, OfferDeclined, OfferShown, parse_event_obj
 from ddso.stores.online import LiveFeatures, SnapshotStore
 from ddso.stores.redis_online import RedisOnlineStore
-from rl_env.export import POLICY_MODEL
 from rl_env.serving import load_policy
 from serve_deployments.eventsink import EventSink
 from serve_deployments.metrics import ApiMetrics

@@ -193,8 +193,7 @@ def gate_experiment(registry: ModelRegistry, experiment: Experiment, result: Exp
             f"{_policy_id(control, champion)}, not the champion {champion}; a win over it "
             "says nothing about the champion")
     primary = {c.arm: c for c in result.comparisons if c.role == "primary"}
-    breached = {c.arm for c in result.comparisons if c.verdict == "breached"}
-    stopped = {a.arm for a in result.arms if a.stopped}
+    stopped = {a.arm for a in result.arms if a.stopped}  # a guardrail breach stops an arm
     summary = {a.arm: a for a in result.arms}
     verdicts, winners = {}, []
     for arm in experiment.arms:
@@ -206,15 +205,14 @@ def gate_experiment(registry: ModelRegistry, experiment: Experiment, result: Exp
                               f"{c.metric} {c.difference:+.4f} vs {control.name} "
                               f"(always-valid CI {c.ci_low:+.4f} .. {c.ci_high:+.4f}) "
                               f"{c.verdict}")
-        if arm.name in stopped or arm.name in breached:
+        if arm.name in stopped:
             verdicts[arm.name] += ", stopped by a guardrail"
         elif c.verdict == "better" and policy.startswith(f"{POLICY_MODEL}:"):
             winners.append((c.difference, arm.name, policy))
     n_control = summary[control.name].n
     facts = "; ".join(verdicts.values()) + f"; control {control.name} n={n_control}"
     if not winners:
-        decided = all(primary[a].verdict == "worse" or a in stopped or a in breached
-                      for a in verdicts)
+        decided = all(primary[a].verdict == "worse" or a in stopped for a in verdicts)
         if decided:
             record_conclusion(home, experiment.name, None, facts)
         raise PromotionRefused(

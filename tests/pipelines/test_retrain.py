@@ -8,10 +8,9 @@ import pytest
 from ddso.audit import SCHEMA
 from ddso.errors import UserError
 from ddso.models.registry import ModelRegistry
-from ddso.policy.decide import RULE_POLICY
+from ddso.policy.decide import POLICY_MODEL, RULE_POLICY
 from ddso.policy.labelling import LabelStore
 from pipelines.retrain import Args, main
-from rl_env.export import POLICY_MODEL
 from rl_env.serving import load_policy
 from tests.ddso.policy.logged_world import logged
 
