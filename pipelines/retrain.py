@@ -19,8 +19,12 @@
    experiment's always-valid test shows it better on the primary metric with no guardrail
    breached, and the experiment is concluded (serving sends everyone to the champion).
 
-With ``--data`` (a dataset folder) it also re-runs the propensity and churn jobs, whose own
-gates compare them with their champions on the same test period.
+6. The customer models, ``propensity`` and ``churn``, are retrained on the served decisions
+   and the outcomes that followed them (:mod:`ddso.features.outcome_sets`: the audited
+   feature vectors, labelled by a purchase / churn within ``horizon_days``, censored rows
+   left out); with ``--data`` (a dataset folder) on that dataset instead, by their own jobs.
+   Either way their gate compares candidate and champion on the same test rows. A model
+   without enough matured rows yet is skipped, with the counts in the report.
 
     python -m pipelines.retrain --registry .ddso/registry
     python -m pipelines.retrain --registry .ddso/registry --experiment policy-v0002
@@ -43,6 +47,8 @@ from ddso.config import load_settings
 from ddso.errors import UserError
 from ddso.experiment_report import run_report
 from ddso.experiments import RULES, find_experiment
+from ddso.features.outcome_sets import LABEL_EVENTS, customer_training_set
+from ddso.features.sets import CUSTOMER_FEATURES
 from ddso.models.registry import ModelRegistry, PromotionRefused
 from ddso.policy.bandit import LinearBandit, action_key, context, register_candidate
 from ddso.policy.challenger import (
@@ -56,7 +62,8 @@ from ddso.policy.challenger import (
 )
 from ddso.policy.decide import POLICY_MODEL, RULE_POLICY
 from ddso.policy.labelling import LabelStore
-from pipelines import feedback
+from ddso.runtime import init_ray
+from pipelines import _train, feedback
 from pipelines._cli import run
 
 log = logging.getLogger(__name__)
@@ -83,8 +90,16 @@ class Args:
     """At least this many of the champion's newest decisions are held out."""
     ridge: float = 1.0
     """Ridge penalty of the bandit's per-action regressions."""
+    customer_models: bool = True
+    """Also retrain the propensity and churn models (step 6)."""
+    horizon_days: float = 30.0
+    """Their label horizon: a purchase / churn within this many days after a decision."""
+    min_rows: int = 500
+    """Retrain a customer model only with this many matured rows, 20 of each class."""
     data: str | None = None
-    """Dataset folder: also retrain the propensity and churn models on it."""
+    """Dataset folder: retrain the propensity and churn models on it instead (their jobs)."""
+    storage: str = ".ddso/ray_results"
+    """Ray Train storage folder (checkpoints of the customer models)."""
     experiment: str | None = None
     """Judge this champion/challenger experiment (settings key ``experiments``) instead of
     training: promote its winner and conclude it."""
@@ -92,11 +107,11 @@ class Args:
     """Write the report here (JSON)."""
 
 
-def read_audit(folder: Path) -> pd.DataFrame:
+def read_audit(folder: Path, columns: list[str] = AUDIT_COLUMNS) -> pd.DataFrame:
     files = sorted(folder.glob("audit-*.parquet"))
     if not files:
         raise UserError(f"{folder}: no audit files; serve some decisions first")
-    return pd.concat([pq.read_table(f, columns=AUDIT_COLUMNS).to_pandas() for f in files],
+    return pd.concat([pq.read_table(f, columns=columns).to_pandas() for f in files],
                      ignore_index=True).drop_duplicates("decision_id")
 
 
@@ -199,6 +214,44 @@ def judge_experiment(args: Args, registry: ModelRegistry, labels_root: Path) -> 
     return report
 
 
+def retrain_customer_models(args: Args, registry: ModelRegistry, audit: Path, labels_root: Path
+                            ) -> dict[str, Any]:
+    """Step 6: ``propensity`` and ``churn`` through their gates; name -> what happened."""
+    report: dict[str, Any] = {}
+    if args.data:
+        from pipelines import train_churn, train_propensity
+
+        for job in (train_propensity, train_churn):
+            v = job.main(job.Args(data=args.data, registry=str(registry.uri),
+                                  storage=args.storage))
+            report[job.MODEL_NAME] = {"version": v.version,
+                                      "stage": registry.stage(job.MODEL_NAME, v.version)}
+        return report
+    records = read_audit(audit, [*AUDIT_COLUMNS, "customer_pseudonym", "cold_start"])
+    outcomes = LabelStore(labels_root).read("outcomes")
+    for name, event in LABEL_EVENTS.items():
+        try:
+            frame = customer_training_set(records, outcomes, name, args.horizon_days * 86_400)
+        except UserError as e:
+            report[name] = {"skipped": str(e)}
+            continue
+        positives = int(frame["label"].sum())
+        if len(frame) < args.min_rows or min(positives, len(frame) - positives) < 20:
+            report[name] = {"skipped": f"{len(frame)} matured rows, {positives} positive; "
+                                       f"need {args.min_rows} rows and 20 of each class",
+                            "rows": len(frame), "positives": positives}
+            continue
+        init_ray(load_settings(args.config))
+        model, version = _train.fit_register(
+            name, frame, list(CUSTOMER_FEATURES), "label", registry=str(registry.uri),
+            storage=args.storage, data=str(audit),
+            describe=f"{event} within {args.horizon_days:g} days of a served decision")
+        report[name] = {"version": version.version, "stage": registry.stage(name, version.version),
+                        "rows": len(frame), "positives": positives,
+                        "test_auc": model.metrics.get("test_auc")}
+    return report
+
+
 def main(args: Args) -> dict[str, Any]:
     settings = load_settings(args.config)
     registry = ModelRegistry(args.registry or settings.registry_path())
@@ -211,15 +264,8 @@ def main(args: Args) -> dict[str, Any]:
         report: dict[str, Any] = {"policy": judge_experiment(args, registry, labels_root)}
     else:
         report = {"policy": retrain_policy(args, registry, audit, labels_root)}
-    if args.data:
-        from pipelines import train_churn, train_propensity
-
-        for job, name in ((train_propensity, "propensity"), (train_churn, "churn")):
-            try:
-                v = job.main(job.Args(data=args.data, registry=str(registry.uri)))
-                report[name] = {"version": v.version, "stage": registry.stage(name, v.version)}
-            except PromotionRefused as e:
-                report[name] = {"promoted": False, "refused": str(e)}
+    if args.customer_models:
+        report.update(retrain_customer_models(args, registry, audit, labels_root))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
     return report

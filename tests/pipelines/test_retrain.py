@@ -81,3 +81,42 @@ def test_a_candidate_the_holdout_cannot_judge_is_proposed_for_an_experiment(tmp_
     # the proposal is valid settings as it stands
     settings = Settings(experiments={proposed["name"]: proposed})
     assert settings.experiments["policy-v0001"].control == "champion"
+
+
+@pytest.mark.ray
+def test_propensity_and_churn_retrain_on_served_decisions_and_their_outcomes(tmp_path,
+                                                                            ray_session):
+    import json
+
+    import numpy as np
+
+    from ddso.features.sets import cold_start_features
+    from pipelines.retrain import retrain_customer_models
+
+    # 3,000 customers decided on over 60 days; buying within 30 days rises with frequency
+    rng = np.random.default_rng(5)
+    n = 3000
+    frequency = rng.poisson(1.5, n).astype(float)
+    decided = np.arange(n) * 60 * DAY / n
+    frame = logged(n, seed=15).assign(
+        decided_at=decided,
+        features=[json.dumps({**cold_start_features(), "frequency_30d": f}) for f in frequency])
+    args = write(tmp_path, frame)
+    buys = rng.random(n) < 1 / (1 + np.exp(2.5 - 1.2 * frequency))
+    kept = pd.DataFrame({"event_id": [f"p{i}" for i in np.flatnonzero(buys)], "type": "purchase",
+                         "customer_pseudonym": frame.loc[buys, "customer_pseudonym"].to_numpy(),
+                         "event_time": decided[buys] + rng.uniform(0, 20 * DAY, buys.sum()),
+                         "decision_id": None, "value": 10.0})
+    churns = kept.head(5).assign(event_id=lambda f: "c" + f["event_id"], type="churn")
+    LabelStore(args.labels).write(frame.head(0)[["decision_id"]], pd.concat([kept, churns]))
+    args.storage = str(tmp_path / "ray_results")
+
+    registry = ModelRegistry(args.registry)
+    report = retrain_customer_models(args, registry, tmp_path / "audit", tmp_path / "feedback")
+    # the newest outcome is ~80 days in: decisions of the first ~50 days have matured
+    propensity = report["propensity"]
+    assert 2000 < propensity["rows"] < 2700, report
+    assert propensity["stage"] == "champion" and propensity["test_auc"] > 0.7, report
+    assert registry.champion("propensity").metadata["data"] == str(tmp_path / "audit")
+    assert report["churn"]["positives"] == 5 and "need 500 rows and 20 of each class" in \
+        report["churn"]["skipped"]
