@@ -76,13 +76,15 @@ def served(serving, tmp_path_factory):
             "products": str(data / "warehouse" / "products"),
             "settings": overrides,
             "audit_flush_interval_s": 0.2,
+            "model_refresh_s": 0.5,
         }
     )
     import pandas as pd
 
     customers = pd.read_parquet(snapshot, columns=["customer_id"])["customer_id"].tolist()
     with serving(app, "ddso-test") as url, httpx.Client(base_url=url, timeout=30) as client:
-        yield {"client": client, "customers": customers, "tokens": tokens, "home": home}
+        yield {"client": client, "customers": customers, "tokens": tokens, "home": home,
+               "data": data}
 
 
 def _register_random_policy(home: Path, data: Path) -> None:
@@ -449,3 +451,61 @@ def test_metrics_exposes_requests_and_decisions(served):
     assert 'ddso_decisions_total{arm="none",channel="none",explored="no",offer="no"}' in text
     assert 'endpoint="/v1/decide"' in text and "ddso_http_request_seconds_bucket" in text
     assert "NOBODY" not in text
+
+
+# --- hot reload (last: it changes the champion) ------------------------------------------------
+
+
+def test_a_promoted_policy_is_served_under_http_load_without_a_failed_request(served):
+    """Clients keep deciding over HTTP while the registry promotes a new engagement policy:
+    every request is answered 200, and the replicas switch to the new champion."""
+    import threading
+
+    import pandas as pd
+
+    from ddso.models.registry import ModelRegistry
+    from rl_env.serving import register_untrained
+
+    home, client, customers = Path(served["home"]), served["client"], served["customers"]
+    products = pd.read_parquet(Path(served["data"]) / "warehouse" / "products")
+    programs = sorted(products.loc[products["program_kind"].notna(), "product_id"])
+    registry = ModelRegistry(str(home / "registry"))
+    (home / "policy-v2").mkdir()
+    new = register_untrained(registry, programs, home / "policy-v2", seed=1)
+    answers: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def traffic(offset: int) -> None:
+        # ~12 requests/s in all: under the key's rate limit (20/s), so every answer counts
+        with httpx.Client(base_url=str(client.base_url), timeout=30) as own:
+            i = offset
+            while not stop.is_set():
+                try:
+                    r = own.post("/v1/decide", json={"customer_id": customers[i % 50]},
+                                 headers=auth(served))
+                    policy = r.json()["versions"]["policy"] if r.status_code == 200 else None
+                    answers.append((r.status_code, policy))
+                except httpx.HTTPError as e:
+                    answers.append((0, repr(e)))
+                i += 3
+                time.sleep(0.25)
+
+    threads = [threading.Thread(target=traffic, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        _wait_for(lambda: len(answers) >= 6)
+        registry.promote("engagement_policy", new.version)
+        _wait_for(lambda: any(p == f"engagement_policy:{new.version}" for _, p in answers[-3:]),
+                  timeout_s=20)
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert [a for a in answers if a[0] != 200] == []
+    policies = [p for _, p in answers]
+    switched = policies.index(f"engagement_policy:{new.version}")
+    assert set(policies[:switched]) == {"engagement_policy:v0001"}
+    assert set(policies[-4:]) == {f"engagement_policy:{new.version}"}
+    assert len(policies) - switched >= 6  # it kept answering on the new one
