@@ -36,7 +36,7 @@ from ddso.models.registry import ModelRegistry, PromotionRefused
 from ddso.policy.attribution import OUTCOME_LABELS
 from ddso.policy.bandit import KIND as BANDIT_KIND
 from ddso.policy.bandit import BanditPolicy, OnlineBandit, context, register_candidate
-from ddso.policy.challenger import METRIC
+from ddso.policy.challenger import METRIC, Comparison, gate
 from ddso.policy.decide import POLICY_MODEL
 from ddso.policy.labelling import (
     LabelBook,
@@ -75,8 +75,9 @@ class Args:
     """Stop after this many seconds without records (default: run until stopped)."""
     bandit_publish_s: float = 0.0
     """When the champion policy is a contextual bandit: learn every new label into it and,
-    this often, register the updated bandit and promote it if it beats the champion on the
-    decisions it was judged on before learning them (0: off)."""
+    this often, judge it on the champion's decisions it saw before learning them (a fresh
+    window each time); register and promote it through the retrain's gate only when it is
+    surely better there (its 95 % interval above the champion's mean; 0: off)."""
     registry: str | None = None
     """Model registry for the bandit updates (default: the configured registry_uri)."""
 
@@ -125,25 +126,28 @@ class BanditUpdates:
         if online is None:
             self._load()  # a retrain may have promoted a bandit since
             return None
-        estimate, champion_mean, judged = online.judgement()
-        if judged < self.MIN_JUDGED or not estimate > champion_mean:
-            log.info("bandit update kept back: %d decisions judged, estimate %.4f vs champion "
-                     "%.4f", judged, estimate, champion_mean)
+        if online.judged < self.MIN_JUDGED:
+            log.info("bandit update kept back: %d decisions judged", online.judged)
+            return None
+        # Each look judges a fresh window (reset below), so no decision is looked at twice.
+        result = Comparison.from_weights(*online.judged_rows())
+        online.reset_judgement()
+        if result.verdict() != "better":
+            log.info("bandit update kept back: %s", result.to_dict())
             return None
         version = register_candidate(self.registry, POLICY_MODEL, online.bandit, {
             "parent": online.champion, "online_updates": online.updates,
-            "metrics": {METRIC: estimate, "champion_value": champion_mean,
-                        "holdout_decisions": judged, "prequential": True}})
+            "metrics": {METRIC: result.challenger_value, **result.to_dict(),
+                        "prequential": True}})
         try:
-            self.registry.promote(POLICY_MODEL, version.version, metric=METRIC,
-                                  champion_score=champion_mean)
+            gate(self.registry, version, result)
         except PromotionRefused as e:  # the champion changed under us: start from it again
             log.info("%s", e)
             self._load()
             return None
         online.champion = f"{POLICY_MODEL}:{version.version}"
         online.reset_judgement()
-        return {"version": version.version, "estimate": estimate, "champion": champion_mean}
+        return {"version": version.version, **result.to_dict()}
 
 
 class AuditFollower:

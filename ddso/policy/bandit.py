@@ -237,8 +237,8 @@ class OnlineBandit:
         self.bandit = bandit
         self.champion = champion
         self._learned: dict[str, tuple[str, np.ndarray, float]] = {}  # id -> key, x, reward
-        self._weighted = self._weights = self._champion_reward = 0.0
-        self.judged = 0
+        self._weights: list[float] = []  # per judged decision: the model's importance weight
+        self._rewards: list[float] = []  # and the champion's reward
         self.updates = 0
 
     def take(self, decision_id: str, row: Mapping[str, float], decision: Mapping[str, Any],
@@ -268,19 +268,25 @@ class OnlineBandit:
         greedy = candidates[max(known)[1]] if known else action_key(*decision["greedy"])
         eps = float(decision["epsilon"]) if len(candidates) > 1 else 0.0
         prob = eps / len(candidates) + (1.0 - eps) * (key == greedy)
-        weight = prob / float(decision["propensity"])
-        self._weighted += weight * reward
-        self._weights += weight
-        self._champion_reward += reward
-        self.judged += 1
+        self._weights.append(prob / float(decision["propensity"]))
+        self._rewards.append(reward)
+
+    @property
+    def judged(self) -> int:
+        return len(self._rewards)
+
+    def judged_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the model's importance weight, the champion's reward) of each decision judged
+        since the last reset: what :meth:`ddso.policy.challenger.Comparison.from_weights`
+        turns into the gate's comparison."""
+        return np.array(self._weights, dtype=float), np.array(self._rewards, dtype=float)
 
     def judgement(self) -> tuple[float, float, int]:
         """(model's estimate, champion's mean reward, decisions judged) since the last reset."""
-        if not self.judged or self._weights == 0:
-            return float("nan"), float("nan"), self.judged
-        return (self._weighted / self._weights, self._champion_reward / self.judged,
-                self.judged)
+        weights, rewards = self.judged_rows()
+        if not len(rewards) or weights.sum() == 0:
+            return float("nan"), float("nan"), len(rewards)
+        return float(weights @ rewards / weights.sum()), float(rewards.mean()), len(rewards)
 
     def reset_judgement(self) -> None:
-        self._weighted = self._weights = self._champion_reward = 0.0
-        self.judged = 0
+        self._weights, self._rewards = [], []

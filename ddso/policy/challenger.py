@@ -44,7 +44,12 @@ from ddso.experiments import RULES, Arm, Experiment, record_conclusion
 from ddso.models.registry import ModelRegistry, ModelVersion, PromotionRefused
 from ddso.policy.bandit import action_key
 from ddso.policy.decide import POLICY_MODEL, RULE_POLICY, Candidate
-from ddso.policy.ope import LoggedBandit, effective_sample_size, importance_weights, snips
+from ddso.policy.ope import (
+    LoggedBandit,
+    effective_sample_size,
+    importance_weights,
+    snips_weighted,
+)
 
 GreedyChoice = Callable[[Mapping[str, float], Sequence[Candidate]], Candidate | None]
 """A policy's greedy choice among one decision's candidates (None when it scores none)."""
@@ -70,6 +75,15 @@ class Comparison:
         if self.ess >= min_ess and self.challenger_ci[1] < self.champion_value:
             return "worse"
         return "undecided"
+
+    @classmethod
+    def from_weights(cls, weights: np.ndarray, reward: np.ndarray) -> Comparison:
+        """The champion's decisions (their ``reward``) judged for a challenger whose
+        importance weight on each is ``weights``: its SNIPS value and interval."""
+        estimate = snips_weighted(weights, reward)
+        return cls(n=len(reward), champion_value=float(np.mean(reward)),
+                   challenger_value=estimate.value, challenger_ci=estimate.ci(),
+                   ess=effective_sample_size(np.asarray(weights, dtype=float)))
 
     def to_dict(self) -> dict[str, float | str]:
         return {"holdout_decisions": self.n, "champion_value": self.champion_value,
@@ -127,10 +141,7 @@ def compare(rows: pd.DataFrame, challenger: GreedyChoice) -> Comparison:
                         reward=rows["reward"].to_numpy(dtype=float),
                         propensity=rows["propensity"].to_numpy(dtype=float),
                         n_actions=len(keys))
-    estimate = snips(data, dist)
-    return Comparison(n=len(rows), champion_value=float(data.reward.mean()),
-                      challenger_value=estimate.value, challenger_ci=estimate.ci(),
-                      ess=effective_sample_size(importance_weights(data, dist)))
+    return Comparison.from_weights(importance_weights(data, dist), data.reward)
 
 
 def gate(registry: ModelRegistry, candidate: ModelVersion, comparison: Comparison,

@@ -218,13 +218,18 @@ def ips(data: LoggedBandit, action_dist: np.ndarray) -> Estimate:
 
 def snips(data: LoggedBandit, action_dist: np.ndarray) -> Estimate:
     """Self-normalised IPS ``sum(w r) / sum(w)``; its SE is the delta-method one."""
-    weights = importance_weights(data, action_dist)
-    mean_weight = weights.mean()
+    return snips_weighted(importance_weights(data, action_dist), data.reward)
+
+
+def snips_weighted(weights: np.ndarray, reward: np.ndarray) -> Estimate:
+    """:func:`snips` from the importance weights and rewards of the logged rows."""
+    weights, reward = np.asarray(weights, dtype=float), np.asarray(reward, dtype=float)
+    mean_weight = weights.mean() if len(weights) else 0.0
     if mean_weight == 0:
         raise UserError("action_dist gives probability 0 to every logged action, so SNIPS is "
                         "undefined; the log has no support for this policy")
-    value = float(np.sum(weights * data.reward) / np.sum(weights))
-    return _mean_estimate(weights * (data.reward - value) / mean_weight, value=value)
+    value = float(np.sum(weights * reward) / np.sum(weights))
+    return _mean_estimate(weights * (reward - value) / mean_weight, value=value)
 
 
 def _model_terms(data: LoggedBandit, action_dist: np.ndarray,

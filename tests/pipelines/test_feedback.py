@@ -126,8 +126,13 @@ def test_the_champion_bandit_learns_each_label_and_is_published_through_the_gate
     updates.take(logged(3000, seed=31, policy="engagement_policy:v0001"))
     published = updates.maybe_publish()
     assert published is not None and published["version"] == "v0002"
-    assert published["estimate"] > published["champion"]
+    assert published["challenger_ci_low"] > published["champion_value"]
+    assert published["ope_verdict"] == "better" and published["holdout_decisions"] == 3000
     champion = registry.champion("engagement_policy")
     assert champion.version == "v0002" and champion.metadata["parent"] == "engagement_policy:v0001"
     assert registry.history("engagement_policy")[-1]["metric"] == "ope_value"
     assert updates.maybe_publish() is None  # nothing judged since: kept back
+    # a window where the update is no better than the champion is kept back, unregistered
+    updates.take(logged(400, seed=32, policy="engagement_policy:v0002", p2_good=False))
+    assert updates.maybe_publish() is None
+    assert registry.versions("engagement_policy") == ["v0001", "v0002"]
