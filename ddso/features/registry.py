@@ -2,7 +2,9 @@
 
 Features are defined as code in :mod:`ddso.features.behaviour` and
 :mod:`ddso.features.financial`; this registry describes them, and a test checks that it
-names exactly the columns those functions produce, so the two cannot drift apart.
+names exactly the columns those functions produce, so the two cannot drift apart. Group
+``graph_item`` holds per-product features (keyed by ``product_id``); every other group is
+keyed by ``customer_id``.
 """
 
 from __future__ import annotations
@@ -95,6 +97,48 @@ _SPECS: tuple[tuple, ...] = (
     ("web_engaged_share_28d", 28, "enrichment", "Share of engaged GA4 sessions."),
     ("web_mobile_share_28d", 28, "enrichment", "Share of GA4 sessions on mobile."),
     ("web_paid_share_28d", 28, "enrichment", "Share of GA4 sessions from paid traffic."),
+    ("copurchase_degree", None, "graph_item", "Per product: distinct co-purchased products."),
+    ("coview_degree", None, "graph_item", "Per product: distinct products viewed with it."),
+    (
+        "copurchase_pagerank",
+        None,
+        "graph_item",
+        "Per product: PageRank of the co-purchase graph x its products (1 = average).",
+    ),
+    (
+        "coview_pagerank",
+        None,
+        "graph_item",
+        "Per product: PageRank of the co-view graph x its products (1 = average).",
+    ),
+    ("copurchase_degree_mean", None, "graph", "Mean co-purchase degree of the items bought."),
+    ("copurchase_pagerank_mean", None, "graph", "Mean co-purchase PageRank of the items bought."),
+    (
+        "copurchase_overlap",
+        None,
+        "graph",
+        "Share of the items bought that others bought in one sale with another of them.",
+    ),
+    (
+        "copurchase_walk_3",
+        None,
+        "graph",
+        "Mean chance that a 1-3 step co-purchase walk from an item bought is on one.",
+    ),
+    ("coview_degree_mean", None, "graph", "Mean co-view degree of the items viewed."),
+    ("coview_pagerank_mean", None, "graph", "Mean co-view PageRank of the items viewed."),
+    (
+        "coview_overlap",
+        None,
+        "graph",
+        "Share of the items viewed that others viewed in one session with another of them.",
+    ),
+    (
+        "coview_walk_3",
+        None,
+        "graph",
+        "Mean chance that a 1-3 step co-view walk from an item viewed is on one.",
+    ),
     ("funnel_stage", None, "funnel", "Stage set by the newest lifecycle event (online).", "string"),
     ("last_crm_outcome", None, "crm", "Outcome of the newest CRM interaction (online).", "string"),
 )

@@ -336,10 +336,15 @@ class Segmenter:
             raise UserError(f"customer features hold NaN or infinite values: {dict(values)}")
         return i, self._name_list[i]
 
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """``frame``'s features in the fitted standardised space (log1p, then z-scores): the
+        space the centres live in."""
+        self._check_fitted()
+        return self._standardise(self._matrix(frame))
+
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Labels of many customers by the nearest centre (the batch twin of assign_one)."""
-        self._check_fitted()
-        d = self._standardise(self._matrix(frame))[:, None, :] - self.centers_[None]
+        d = self.transform(frame)[:, None, :] - self.centers_[None]
         return np.einsum("nkj,nkj->nk", d, d).argmin(axis=1)
 
     # -- diagnostics ---------------------------------------------------------------------

@@ -1,8 +1,9 @@
 from datetime import UTC, datetime
 
+import pandas as pd
 import pytest
 
-from ddso.features import affinity, behaviour, enrichment, financial
+from ddso.features import affinity, behaviour, enrichment, financial, graph
 from ddso.features.registry import BY_NAME, FEATURES
 from ddso.features.sets import CUSTOMER_FEATURES, FEATURE_SET_VERSION
 from ddso.stores.state import CustomerState
@@ -18,6 +19,8 @@ def test_registry_names_exactly_the_computed_features():
         | set(financial.FEATURE_COLUMNS)
         | set(enrichment.FEATURE_COLUMNS)
         | set(affinity.FEATURE_COLUMNS)
+        | set(graph.CUSTOMER_COLUMNS)
+        | set(graph.ITEM_COLUMNS)
         | online_only
     )
     assert set(BY_NAME) == computed and len(FEATURES) == len(BY_NAME)
@@ -30,3 +33,17 @@ def test_windows_match_the_names_and_every_spec_is_complete():
         suffix = f.name.rsplit("_", 1)[-1]
         if suffix.endswith("d") and suffix[:-1].isdigit():
             assert f.window_days == int(suffix[:-1]), f.name
+
+
+def test_graph_specs_name_what_the_graph_functions_produce():
+    customers, items = graph.graph_features(
+        pd.DataFrame(columns=["customer_id", "type", "event_time", "event_id", "lines"])
+    )
+    groups = {f.name: f.group for f in FEATURES}
+    assert {n for n, g in groups.items() if g == "graph"} == set(customers.columns) - {
+        "customer_id"
+    }
+    assert {n for n, g in groups.items() if g == "graph_item"} == set(items.columns) - {
+        "product_id"
+    }
+    assert not set(graph.CUSTOMER_COLUMNS) & set(CUSTOMER_FEATURES)
