@@ -3,7 +3,8 @@
 :func:`make_api` builds one app per service, with the routes as closures over it, so the same
 app runs in a Ray Serve replica (``__serve_build_asgi_app__`` of
 :class:`serve_deployments.app.DecisionIngress`) and in a plain uvicorn process
-(:mod:`serve_deployments.plain`). OpenAPI at ``/docs``.
+(:mod:`serve_deployments.plain`). OpenAPI at ``/docs``; GraphQL at ``/graphql``
+(:mod:`serve_deployments.graphql`).
 
 The middleware is pure ASGI (request metrics, body-size limit): Starlette's
 ``BaseHTTPMiddleware`` runs each request through an extra task group and memory streams,
@@ -20,7 +21,7 @@ from fastapi import Path as PathParam
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from ddso.security.errors import AuthenticationError, PermissionDeniedError
-from serve_deployments import dashboard
+from serve_deployments import dashboard, graphql
 from serve_deployments.metrics import MetricsMiddleware
 from serve_deployments.schemas import (
     AssessRequest,
@@ -94,6 +95,25 @@ def make_api(service: DecisionService) -> FastAPI:
         key_id: str = Depends(require("decide")),
     ) -> RecommendationsResponse:
         return service.recommendations(customer_id, k)
+
+    # --- GraphQL: the same service, key scope, rate limit and audit as the routes above -----
+
+    @api.post("/graphql")
+    async def graphql_post(
+        body: graphql.GraphQLRequest, request: Request, key_id: str = Depends(require("decide"))
+    ) -> Response:
+        return await graphql.answer(service, request, key_id, body)
+
+    @api.get("/graphql")
+    async def graphql_get(
+        request: Request,
+        query: Annotated[str, Query(description="The GraphQL query (no decisions by GET).")],
+        variables: Annotated[str | None, Query(description="Its variables, as JSON.")] = None,
+        operation_name: Annotated[str | None, Query(alias="operationName")] = None,
+        key_id: str = Depends(require("decide")),
+    ) -> Response:
+        return await graphql.answer_get(service, request, key_id, query, variables,
+                                        operation_name)
 
     # --- ingest ------------------------------------------------------------------------------
 
