@@ -2,11 +2,19 @@
 
 Options: ``customers`` (default 20000), ``days`` (default 365), ``seed`` (default 0),
 ``test_days`` (default 90: the split's cutoff is that many days before the last sale) and
-``k`` (default 10). For each of popularity, trending, item_cf, user_cf (both cosine), rules,
-content, hybrid and als (the ``implicit`` library's alternating least squares, an external
-baseline) it reports ``<name>_hr10``, ``_ndcg10``, ``_map10``, ``_coverage`` and ``_fit_s``,
-plus ``test_customers``. Every model is fitted on the same training interactions and scored
-with the customer's owned items excluded. The dataset goes to a temporary directory.
+``k`` (default 10), ``latency_calls`` (default 500). For each of popularity, trending,
+item_cf, user_cf (both cosine), rules, content (TF-IDF), text (sentence embeddings of the
+product texts), item2vec, ncf (neural collaborative filtering), wide_deep, hybrid (item-CF,
+user-CF, TF-IDF, popularity), hybrid_deep (the hybrid plus Wide & Deep and item2vec) and als
+(the ``implicit`` library's alternating least squares, an external baseline) it reports
+``<name>_hr10``, ``_ndcg10``, ``_map10``, ``_coverage``, ``_fit_s`` (wall time of the fit,
+Ray Train's in-process mode for the torch models) and ``_score_p50_ms`` / ``_score_p99_ms``
+(one request: ``recommend(customer, k)`` with the owned items excluded, over
+``latency_calls`` test customers, torch on one thread as in a serving replica), plus
+``test_customers`` and ``best_non_deep_ndcg10`` / ``best_deep_ndcg10`` (the best of each
+family; deep: ncf, wide_deep, hybrid_deep). Every model is fitted on the same training
+interactions and scored with the customer's owned items excluded. The dataset goes to a
+temporary directory.
 
 ``implicit`` comes with the ``bench`` extra (``pip install -e '.[bench]'``; ``dev`` has it too).
 """
@@ -27,6 +35,7 @@ from ddso.errors import UserError
 from ddso.models.recommend.base import Recommender
 from ddso.models.recommend.cf import ItemCF, UserCF
 from ddso.models.recommend.content import ContentTfidf
+from ddso.models.recommend.deep_training import Training
 from ddso.models.recommend.evaluate import (
     catalogue,
     evaluate,
@@ -34,8 +43,16 @@ from ddso.models.recommend.evaluate import (
     time_split,
 )
 from ddso.models.recommend.hybrid import Hybrid
+from ddso.models.recommend.item2vec import Item2VecRecommender
+from ddso.models.recommend.ncf import NeuralCF
 from ddso.models.recommend.popularity import Popularity, Trending
 from ddso.models.recommend.rules import AssociationRules
+from ddso.models.recommend.text import ContentEmbedding
+from ddso.models.recommend.wide_deep import WideDeep
+from ddso.runtime import torch_threads
+
+DEEP = ("ncf", "wide_deep", "hybrid_deep")
+"""The models of the deep family (the rest are the non-deep baselines)."""
 
 
 class ImplicitALS(Recommender):
@@ -90,10 +107,35 @@ def models() -> dict[str, Recommender]:
         "user_cf": UserCF("cosine"),
         "rules": AssociationRules(),
         "content": ContentTfidf(),
-        "hybrid": Hybrid({"item_cf": (ItemCF("cosine"), 1.0), "user_cf": (UserCF("cosine"), 0.5),
-                          "content": (ContentTfidf(), 0.3), "popularity": (Popularity(), 0.7)}),
+        "text": ContentEmbedding(),
+        "item2vec": Item2VecRecommender(),
+        "ncf": NeuralCF(training=Training(run_name="ncf", num_workers=0)),
+        "wide_deep": WideDeep(training=Training(run_name="wide_deep", num_workers=0)),
+        "hybrid": Hybrid(_hybrid_parts()),
+        # Untuned weights: the hybrid's, plus the deep and sequence models at the weight of
+        # its strongest part and of TF-IDF.
+        "hybrid_deep": Hybrid({**_hybrid_parts(),
+                               "wide_deep": (WideDeep(training=Training(
+                                   run_name="hybrid_wide_deep", num_workers=0)), 1.0),
+                               "item2vec": (Item2VecRecommender(), 0.3)}),
         "als": ImplicitALS(),
     }
+
+
+def _hybrid_parts() -> dict[str, tuple[Recommender, float]]:
+    return {"item_cf": (ItemCF("cosine"), 1.0), "user_cf": (UserCF("cosine"), 0.5),
+            "content": (ContentTfidf(), 0.3), "popularity": (Popularity(), 0.7)}
+
+
+def scoring_latency(model: Recommender, customers: list[str], k: int) -> tuple[float, float]:
+    """p50 and p99 (ms) of one request of a fitted ``model`` for each of ``customers``."""
+    times = []
+    for customer in customers:
+        began = time.perf_counter()
+        model.recommend(customer, k, exclude=model.owned(customer))
+        times.append(time.perf_counter() - began)
+    p50, p99 = np.percentile(np.array(times) * 1000, [50, 99])
+    return round(float(p50), 3), round(float(p99), 3)
 
 
 def run(options: dict[str, str]) -> dict[str, float | int | str]:
@@ -115,11 +157,18 @@ def run(options: dict[str, str]) -> dict[str, float | int | str]:
         "interactions": len(interactions), "train_interactions": len(split.train),
         "test_customers": len(split.test),
     }
-    for name, model in models().items():
-        result = evaluate(model, split, products, k=k)
-        for metric in ("hr", "ndcg", "map"):
-            metrics[f"{name}_{metric}{k}"] = round(result[metric], 4)
-        metrics[f"{name}_coverage"] = round(result["coverage"], 4)
-        metrics[f"{name}_fit_s"] = round(result["fit_s"], 3)
+    callers = list(split.test)[: int(options.get("latency_calls", 500))]
+    with torch_threads(1):
+        for name, model in models().items():
+            result = evaluate(model, split, products, k=k)
+            for metric in ("hr", "ndcg", "map"):
+                metrics[f"{name}_{metric}{k}"] = round(result[metric], 4)
+            metrics[f"{name}_coverage"] = round(result["coverage"], 4)
+            metrics[f"{name}_fit_s"] = round(result["fit_s"], 3)
+            p50, p99 = scoring_latency(model, callers, k)
+            metrics[f"{name}_score_p50_ms"], metrics[f"{name}_score_p99_ms"] = p50, p99
+    ndcgs = {name: metrics[f"{name}_ndcg{k}"] for name in models()}
+    metrics[f"best_non_deep_ndcg{k}"] = max(v for n, v in ndcgs.items() if n not in DEEP)
+    metrics[f"best_deep_ndcg{k}"] = max(v for n, v in ndcgs.items() if n in DEEP)
     metrics["wall_s"] = round(time.perf_counter() - began, 3)
     return metrics

@@ -19,8 +19,7 @@ and reports, per method:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from itertools import pairwise
 
 import numpy as np
@@ -34,21 +33,7 @@ from torch import nn
 
 from ddso.errors import NotFittedError, UserError
 from ddso.models.segmentation import DEFAULT_FEATURES, SILHOUETTE_ROWS, Segmenter
-
-
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Train on one intra-op thread, restoring the caller's setting afterwards.
-
-    Layers a few dozen wide gain nothing from more threads, and on a loaded 2-core host two
-    threads made a 400-row fit ten times slower (measured: 2.7 s against 0.22 s).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from ddso.runtime import torch_threads
 
 
 class _Autoencoder(nn.Module):
@@ -133,7 +118,7 @@ class DeepClusterer:
         with torch.random.fork_rng():
             torch.manual_seed(self.random_state)
             self.model_ = _Autoencoder(x.shape[1], self.hidden, self.embedding_dim)
-        with _one_torch_thread():
+        with torch_threads(1):
             self._train(train, val, gen)
             z = self._encode(x)
         # One thread below a few thousand rows, as Segmenter does (OpenMP start-up dominates).

@@ -39,6 +39,7 @@ import scipy.sparse as sp
 import torch
 
 from ddso.errors import UserError
+from ddso.runtime import torch_threads
 
 STATE_FILE = "model.pt"
 VALID_K = 10
@@ -200,12 +201,8 @@ def train_loop(config: dict[str, Any]) -> None:
     # A worker holds one CPU (resources_per_worker); torch's default of a thread per core
     # only contends with the other workers and processes: epochs ran 12x slower on 2 busy
     # cores. Restored after, since local mode (num_workers=0) runs in the caller's process.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         _train(config)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(config: dict[str, Any]) -> None:
