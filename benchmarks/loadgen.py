@@ -2,6 +2,8 @@
 
     python -m benchmarks.loadgen URL TOKEN CUSTOMERS_FILE --rate 300 --seconds 10 --warmup 2
 
+``--recommendations K`` sends ``GET /v1/customers/{id}/recommendations?k=K`` instead.
+
 Prints one JSON object: requests, ok, errors (non-200 answers, with the 429 and 503
 counts), unanswered, achieved_rps (answers per second), p50_ms, p99_ms, max_ms.
 
@@ -38,17 +40,28 @@ async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     return status
 
 
-async def open_loop(url: str, token: str, customers: list[str], rate: float, seconds: float,
-                    warmup: float, connections: int = 64) -> dict[str, float | int]:
-    """Offer ``rate`` requests/s for ``warmup + seconds``; the figures of the measured part."""
-    host, port = url.removeprefix("http://").split(":")
-    total = int((warmup + seconds) * rate)
+def requests(host: str, token: str, customers: list[str],
+             recommendations_k: int | None = None) -> list[bytes]:
+    """One raw HTTP/1.1 request per customer: a decision, or a recommendations lookup."""
+    auth = f"Host: {host}\r\nAuthorization: Bearer {token}\r\n"
+    if recommendations_k is not None:
+        return [(f"GET /v1/customers/{c}/recommendations?k={recommendations_k} HTTP/1.1\r\n"
+                 f"{auth}\r\n").encode() for c in customers]
     bodies = [f'{{"customer_id":"{c}"}}'.encode() for c in customers]
-    raws = [
-        (f"POST /v1/decide HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+    return [
+        (f"POST /v1/decide HTTP/1.1\r\n{auth}"
          f"Content-Type: application/json\r\nContent-Length: {len(b)}\r\n\r\n").encode() + b
         for b in bodies
     ]
+
+
+async def open_loop(url: str, token: str, customers: list[str], rate: float, seconds: float,
+                    warmup: float, connections: int = 64,
+                    recommendations_k: int | None = None) -> dict[str, float | int]:
+    """Offer ``rate`` requests/s for ``warmup + seconds``; the figures of the measured part."""
+    host, port = url.removeprefix("http://").split(":")
+    total = int((warmup + seconds) * rate)
+    raws = requests(host, token, customers, recommendations_k)
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     next_index = 0
@@ -106,11 +119,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--recommendations", type=int, metavar="K",
+                   help="GET the customers' K recommendations instead of POST /v1/decide")
     ns = p.parse_args(argv)
     with open(ns.customers_file) as f:
         customers = f.read().split()
     result = asyncio.run(open_loop(ns.url, ns.token, customers, ns.rate, ns.seconds,
-                                   ns.warmup, ns.connections))
+                                   ns.warmup, ns.connections, ns.recommendations))
     print(json.dumps(result), flush=True)
 
 

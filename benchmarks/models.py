@@ -25,10 +25,19 @@ the same figures as ``ddso bench train_scale``: ``train_s_ray`` vs ``train_s_pla
 ``train_ratio`` at ``train_rows`` x ``train_features`` (target: ratio under 1.5 at 1M rows),
 and single-row in-place scoring ``score_p50_us`` / ``score_p99_us`` (target: p99 under 200 us).
 
+Recommenders (synthetic data, time-based split): :func:`benchmarks.recommend.run`, the same
+figures as ``ddso bench recommend`` under a ``recommend_`` prefix: HR@10, NDCG@10, MAP@10,
+coverage, fit time and single-request scoring p50 / p99 of popularity, item-CF, ALS, NCF,
+Wide & Deep, the text-embedding and item2vec recommenders, the hybrid and the hybrid with the
+deep models, all on one split, and ``recommend_best_deep_ndcg10`` against
+``recommend_best_non_deep_ndcg10``. Its options are passed with the same prefix
+(``recommend_customers``, default 5000; ``recommend_days``, ``recommend_test_days``, ...).
+
 Options: ``seed`` (0), ``folds`` (5), ``cdnow_customers`` (subsample size; default all),
 ``german_rounds`` (most boosting rounds of the assessment model; 1500),
 ``train_rows`` (1000000), ``train_features`` (50), ``train_rounds`` (100), ``train_workers``
-(2), ``score_calls`` (5000), ``skip`` (comma list of ``german``, ``cdnow``, ``train``).
+(2), ``score_calls`` (5000), ``skip`` (comma list of ``german``, ``cdnow``, ``train``,
+``recommend``).
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from benchmarks import train_scale
+from benchmarks import recommend, train_scale
 from ddso.data.real import (
     GERMAN_CREDIT_CATEGORICAL,
     GERMAN_CREDIT_NUMERIC,
@@ -183,7 +192,8 @@ def _cdnow(seed: int, folds: int, customers: int | None) -> dict[str, float | in
 
 
 def run(options: dict[str, str]) -> dict[str, float | int | str]:
-    """Run the German Credit, CDNOW and training-scale parts (module docstring); flat metrics."""
+    """Run the German Credit, CDNOW, training-scale and recommender parts (module docstring);
+    flat metrics."""
     seed = int(options.get("seed", 0))
     folds = int(options.get("folds", 5))
     customers = int(options["cdnow_customers"]) if options.get("cdnow_customers") else None
@@ -205,4 +215,9 @@ def run(options: dict[str, str]) -> dict[str, float | int | str]:
             workers=int(options.get("train_workers", 2)),
             calls=int(options.get("score_calls", 5000)),
         ))
+    if "recommend" not in skip:
+        prefix = "recommend_"
+        chosen = {k.removeprefix(prefix): v for k, v in options.items() if k.startswith(prefix)}
+        figures = recommend.run({"customers": "5000", "seed": str(seed), **chosen})
+        out.update({prefix + k: v for k, v in figures.items()})
     return out

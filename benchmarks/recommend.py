@@ -42,7 +42,7 @@ from ddso.models.recommend.evaluate import (
     interactions_from_sales,
     time_split,
 )
-from ddso.models.recommend.hybrid import Hybrid
+from ddso.models.recommend.hybrid import Hybrid, default_components
 from ddso.models.recommend.item2vec import Item2VecRecommender
 from ddso.models.recommend.ncf import NeuralCF
 from ddso.models.recommend.popularity import Popularity, Trending
@@ -111,20 +111,15 @@ def models() -> dict[str, Recommender]:
         "item2vec": Item2VecRecommender(),
         "ncf": NeuralCF(training=Training(run_name="ncf", num_workers=0)),
         "wide_deep": WideDeep(training=Training(run_name="wide_deep", num_workers=0)),
-        "hybrid": Hybrid(_hybrid_parts()),
+        "hybrid": Hybrid(default_components()),
         # Untuned weights: the hybrid's, plus the deep and sequence models at the weight of
         # its strongest part and of TF-IDF.
-        "hybrid_deep": Hybrid({**_hybrid_parts(),
+        "hybrid_deep": Hybrid({**default_components(),
                                "wide_deep": (WideDeep(training=Training(
                                    run_name="hybrid_wide_deep", num_workers=0)), 1.0),
                                "item2vec": (Item2VecRecommender(), 0.3)}),
         "als": ImplicitALS(),
     }
-
-
-def _hybrid_parts() -> dict[str, tuple[Recommender, float]]:
-    return {"item_cf": (ItemCF("cosine"), 1.0), "user_cf": (UserCF("cosine"), 0.5),
-            "content": (ContentTfidf(), 0.3), "popularity": (Popularity(), 0.7)}
 
 
 def scoring_latency(model: Recommender, customers: list[str], k: int) -> tuple[float, float]:

@@ -19,13 +19,21 @@ measurement:
 - ``logic_p50_us`` / ``logic_p99_us``: the decision logic alone (feature lookup, scoring
   with reason codes, the policy, :func:`ddso.policy.decide.decide`, the audit record) called in this
   process, no HTTP.
+- Recommendations, ``GET /v1/customers/{id}/recommendations?k=10`` served by the app's
+  ``recommender`` (option ``recommender``: popularity, the default, or hybrid; option
+  ``deep``: e.g. ``wide_deep`` or ``wide_deep,ncf``, trained and promoted by
+  ``pipelines.train_recommenders`` on the same data and blended into the hybrid):
+  ``recommender`` (what answered, e.g. ``hybrid+wide_deep:v1``), ``rec_logic_p50_us`` /
+  ``rec_logic_p99_us`` (the service method in this process) and ``rec_r{RATE}_p50_ms`` /
+  ``_p99_ms`` / ``_error_rate`` on Serve for each of ``rec_rates`` (default 50,100).
 
 The API key's rate limit is raised for the run (the default, 400/s per key, would answer
 429 at 500/s: correct behaviour, but not what this measures). Each measurement runs
 ``warmup`` seconds not counted, then ``seconds`` counted.
 
 Options: customers (2000), days (120), rates, seconds (10), warmup (2), plain_rate (100),
-logic_calls (2000), policy (1).
+logic_calls (2000), policy (1), recommender (popularity), deep (none), deep_workers (1: Ray
+Train workers of the deep fits; 0 fits in this process), rec_rates (50,100).
 """
 
 from __future__ import annotations
@@ -46,10 +54,12 @@ from serve_deployments.plain import free_port, subprocess_server
 P99_TARGET_MS = 30.0
 
 
-def _logic_latencies(args: dict[str, Any], customers: list[str], calls: int) -> np.ndarray:
+def _logic_latencies(args: dict[str, Any], customers: list[str],
+                     calls: int) -> tuple[np.ndarray, np.ndarray, str]:
     """Microseconds per :meth:`DecisionService.decide` (what ``POST /v1/decide`` runs after
-    authentication and parsing: lookup, scoring, policy, decision, audit, the answer's body),
-    called in this process."""
+    authentication and parsing: lookup, scoring, policy, decision, audit, the answer's body)
+    and per :meth:`DecisionService.recommendations` (k=10), called in this process; the
+    label of the recommender that answered."""
     from serve_deployments.schemas import DecideRequest
     from serve_deployments.service import (
         AppArgs,
@@ -61,23 +71,29 @@ def _logic_latencies(args: dict[str, Any], customers: list[str], calls: int) -> 
     a = AppArgs.model_validate(args)
     service = DecisionService(a, AssessmentClient.local(AssessmentModel(a.registry, a.products)))
     assert service.scorer is not None
-    out = np.empty(calls)
+    decide, recommend = np.empty(calls), np.empty(calls)
     try:
         for i in range(calls):
             cid = customers[i % len(customers)]
             t0 = time.perf_counter()
             service.decide(DecideRequest(customer_id=cid))
-            out[i] = (time.perf_counter() - t0) * 1e6
+            t1 = time.perf_counter()
+            service.recommendations(cid, 10)
+            recommend[i] = (time.perf_counter() - t1) * 1e6
+            decide[i] = (t1 - t0) * 1e6
+        label = service.recommender.current.label
     finally:
         service.close()
-    return out
+    return decide, recommend, label
 
 
 def _load(url: str, token: str, customers_file: Path, rate: float, seconds: float,
-          warmup: float) -> dict[str, Any]:
+          warmup: float, recommendations: bool = False) -> dict[str, Any]:
     """Run the load generator as its own process; its figures."""
     cmd = [sys.executable, "-m", "benchmarks.loadgen", url, token, str(customers_file),
            "--rate", str(rate), "--seconds", str(seconds), "--warmup", str(warmup)]
+    if recommendations:
+        cmd += ["--recommendations", "10"]
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True,
                           timeout=warmup + seconds + 90)
@@ -102,6 +118,9 @@ def run(options: dict[str, str]) -> dict[str, float | int | str]:
     warmup = float(options.get("warmup", 2))
     plain_rate = float(options.get("plain_rate", 100))
     logic_calls = int(options.get("logic_calls", 2000))
+    recommender = options.get("recommender", "popularity")
+    deep = [d for d in options.get("deep", "").split(",") if d]
+    rec_rates = [float(r) for r in options.get("rec_rates", "50,100").split(",")]
 
     from ddso.runtime import SERVE_ENV, apply_serve_env
 
@@ -141,17 +160,24 @@ def run(options: dict[str, str]) -> dict[str, float | int | str]:
             table = pd.read_parquet(products, columns=["product_id", "program_kind"])
             programs = sorted(table.loc[table["program_kind"].notna(), "product_id"])
             register_untrained(ModelRegistry(registry), programs, home)
+        if deep:
+            from pipelines import train_recommenders
+
+            train_recommenders.main(train_recommenders.Args(
+                data=str(data), registry=registry, storage=str(home / "ray_results"),
+                test_days=min(30, days // 4), num_workers=int(options.get("deep_workers", 1))))
         args = {"registry": registry, "features": str(snapshot), "products": str(products),
-                "settings": overrides}
+                "settings": overrides, "recommender": recommender, "deep_recommenders": deep}
         ids = pd.read_parquet(snapshot, columns=["customer_id"])["customer_id"].tolist()
         customers_file = Path(tmp) / "customers.txt"
         customers_file.write_text("\n".join(ids))
         _, token = ApiKeyStore(FileKeyBackend(settings.api_keys_path()),
                                settings.api_key_hash_key_bytes()).create_key({"decide"})
 
-        logic = _logic_latencies(args, ids, logic_calls)
-        metrics["logic_p50_us"] = round(float(np.percentile(logic, 50)), 1)
-        metrics["logic_p99_us"] = round(float(np.percentile(logic, 99)), 1)
+        logic, rec_logic, metrics["recommender"] = _logic_latencies(args, ids, logic_calls)
+        for key, values in (("logic", logic), ("rec_logic", rec_logic)):
+            metrics[f"{key}_p50_us"] = round(float(np.percentile(values, 50)), 1)
+            metrics[f"{key}_p99_us"] = round(float(np.percentile(values, 99)), 1)
 
         plain = _plain(args, token, customers_file, plain_rate, seconds, warmup)
         metrics.update({"plain_rate": plain_rate, "plain_achieved_rps": plain["achieved_rps"],
@@ -175,6 +201,12 @@ def run(options: dict[str, str]) -> dict[str, float | int | str]:
                 if rate == plain_rate:
                     metrics["serve_vs_plain_p50"] = round(r["p50_ms"] / plain["p50_ms"], 2)
                     metrics["serve_vs_plain_p99"] = round(r["p99_ms"] / plain["p99_ms"], 2)
+            for rate in rec_rates:
+                r = _load(f"http://127.0.0.1:{port}", token, customers_file, rate, seconds,
+                          warmup, recommendations=True)
+                metrics.update({f"rec_r{rate:g}_p50_ms": r["p50_ms"],
+                                f"rec_r{rate:g}_p99_ms": r["p99_ms"],
+                                f"rec_r{rate:g}_error_rate": r["error_rate"]})
         finally:
             serve.delete("ddso-bench")
             serve.shutdown()

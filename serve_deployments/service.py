@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 from fastapi import HTTPException
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ddso.audit import AuditLog, make_record, offers_json
 from ddso.config import Settings, load_settings
@@ -40,8 +40,7 @@ from ddso.kpis import KpiBoard
 from ddso.models import scorecard
 from ddso.models.assessment import Assessor
 from ddso.models.reasons import describe
-from ddso.models.recommend.evaluate import interactions_from_sales
-from ddso.models.recommend.popularity import Popularity
+from ddso.models.recommend.served import DeepName, RecommenderKind, ServedRecommender
 from ddso.models.registry import ModelRegistry
 from ddso.pii import pseudonymise
 from ddso.policy.arbitration import CustomerFacts, Offer
@@ -94,8 +93,21 @@ class AppArgs(BaseModel):
     products: str = Field(description="Products table (Parquet folder) of the offer catalogue.")
     warehouse: str | None = Field(
         None,
-        description="Warehouse folder with sales and sales_details, for the popularity "
-        "recommender; default: the folder holding products.",
+        description="Warehouse folder with sales and sales_details, which the recommender is "
+        "fitted on; default: the folder holding products.",
+    )
+    recommender: RecommenderKind = Field(
+        "popularity",
+        description="What /v1/customers/{id}/recommendations serves: 'popularity', or "
+        "'hybrid' (item-CF, user-CF, TF-IDF and popularity under the business rules).",
+    )
+    deep_recommenders: list[DeepName] = Field(
+        default_factory=list,
+        description="Registry champions blended into the hybrid (needs recommender='hybrid'): "
+        "'wide_deep', 'ncf'; trained by pipelines.train_recommenders.",
+    )
+    deep_weight: float = Field(
+        1.0, gt=0, le=10, description="Weight of each deep model in the hybrid's blend."
     )
     reference_year: int = Field(2025, ge=1900, le=2200, description="Year ages are computed in.")
     epsilon: float = Field(
@@ -113,6 +125,14 @@ class AppArgs(BaseModel):
     model_refresh_s: float = Field(
         10.0, ge=0, description="Look for newly promoted models every T seconds (0: never)."
     )
+
+    @model_validator(mode="after")
+    def _deep_needs_hybrid(self) -> "AppArgs":
+        if self.deep_recommenders and self.recommender != "hybrid":
+            raise ValueError(
+                "deep_recommenders blend into the hybrid only: set recommender='hybrid'"
+            )
+        return self
 
     def load_settings(self) -> Settings:
         return load_settings(self.config, **self.settings)
@@ -186,15 +206,6 @@ def scorecard_reasons(features: dict[str, float], k: int = 3) -> list[dict[str, 
     return [
         {"feature": n, "text": describe(n, features[n]), "contribution": d} for n, d in moved[:k]
     ]
-
-
-def _fit_popularity(warehouse: Path, products_path: str) -> Popularity:
-    sales = pd.read_parquet(warehouse / "sales", columns=["sale_id", "customer_id", "sold_at"])
-    details = pd.read_parquet(
-        warehouse / "sales_details", columns=["sale_id", "product_id", "quantity"]
-    )
-    products = pd.read_parquet(products_path, columns=["product_id"])
-    return Popularity().fit(interactions_from_sales(sales, details), products)
 
 
 class AssessmentModel:
@@ -303,8 +314,13 @@ class DecisionService:
         self.reference_year = a.reference_year
         self.epsilon = a.epsilon
         self.pii_key = settings.pii_key_bytes()
-        self.recommender = _fit_popularity(
-            Path(a.warehouse) if a.warehouse else Path(a.products).parent, a.products
+        self.recommender = ServedRecommender(
+            Path(a.warehouse) if a.warehouse else Path(a.products).parent,
+            a.products,
+            a.recommender,
+            a.deep_recommenders,
+            a.deep_weight,
+            registry,
         )
         self.events = EventSink(settings)
         self.audit = AuditLog(
@@ -346,10 +362,13 @@ class DecisionService:
         if policy_id != (self.policy.version if self.policy else None):
             self.policy = load_policy(self.registry)
             changed.append(self.policy.version if self.policy else RULE_POLICY)
+        recommenders = self.recommender.refresh()
         if changed:
             self.drift_status = self.metrics.watch_models(
                 self.registry, (PROPENSITY_MODEL, POLICY_MODEL), drift_of=PROPENSITY_MODEL
             )
+        changed += recommenders
+        if changed:
             log.info("models refreshed: %s", ", ".join(changed))
         return changed
 
@@ -387,6 +406,8 @@ class DecisionService:
             "propensity": self.scorer.version if self.scorer else None,
             "policy": self.policy.version if self.policy else RULE_POLICY,
             "drift": self.drift_status,
+            "recommender": self.recommender.current.label,
+            "recommender_missing": self.recommender.missing,
             **state,
         }
         if not ready:
@@ -490,11 +511,10 @@ class DecisionService:
         )
 
     def recommendations(self, customer_id: str, k: int) -> RecommendationsResponse:
-        rec = self.recommender
-        items = rec.recommend(customer_id, k, exclude=rec.owned(customer_id))
+        model, items = self.recommender.recommend(customer_id, k)
         return RecommendationsResponse(
             customer_id=customer_id,
-            model="popularity",
+            model=model,
             items=[Recommendation(product_id=p, score=float(s)) for p, s in items],
         )
 

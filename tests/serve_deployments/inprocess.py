@@ -37,3 +37,17 @@ def register_propensity(registry: ModelRegistry, folder) -> None:
     booster.save_model(folder / "model.ubj")
     registry.register("propensity", {"model.ubj": folder / "model.ubj"},
                       {"features": list(CUSTOMER_FEATURES)})
+
+
+def register_wide_deep(registry: ModelRegistry, warehouse, folder) -> str:
+    """A small Wide & Deep champion fitted on the warehouse's sales in this process (the
+    serving path only loads it; ``pipelines.train_recommenders`` is tested on its own)."""
+    from ddso.models.recommend.deep_training import Training
+    from ddso.models.recommend.served import warehouse_interactions
+    from ddso.models.recommend.wide_deep import WideDeep
+
+    model = WideDeep(dim=8, hidden=(16, 8), training=Training(
+        epochs=4, patience=2, negatives=2, batch_size=512, num_workers=0, seed=1))
+    model.fit(warehouse_interactions(warehouse), pd.read_parquet(warehouse / "products"))
+    version = registry.register("wide_deep", model.save(folder / "wide_deep"), {})
+    return f"wide_deep:{version.version}"

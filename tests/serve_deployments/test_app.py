@@ -32,10 +32,12 @@ def _wait_for(predicate, timeout_s: float = 10.0):
 def served(serving, tmp_path_factory):
     from ddso.config import load_settings
     from ddso.data.generator import GeneratorConfig, generate
+    from ddso.models.registry import ModelRegistry
     from pipelines import train_propensity
     from pipelines.up import build_snapshot
     from serve_deployments.app import build_app
     from serve_deployments.security import key_store
+    from tests.serve_deployments.inprocess import register_wide_deep
 
     home = tmp_path_factory.mktemp("serve-home")
     data = home / "data"
@@ -56,6 +58,8 @@ def served(serving, tmp_path_factory):
         )
     )
     _register_random_policy(home, data)
+    wide_deep = register_wide_deep(ModelRegistry(str(home / "registry")),
+                                   data / "warehouse", home)
     keys = key_store(settings)
     tokens = {
         name: keys.create_key(scopes, name=name)[1]
@@ -77,6 +81,8 @@ def served(serving, tmp_path_factory):
             "settings": overrides,
             "audit_flush_interval_s": 0.2,
             "model_refresh_s": 0.5,
+            "recommender": "hybrid",
+            "deep_recommenders": ["wide_deep"],
         }
     )
     import pandas as pd
@@ -84,7 +90,7 @@ def served(serving, tmp_path_factory):
     customers = pd.read_parquet(snapshot, columns=["customer_id"])["customer_id"].tolist()
     with serving(app, "ddso-test") as url, httpx.Client(base_url=url, timeout=30) as client:
         yield {"client": client, "customers": customers, "tokens": tokens, "home": home,
-               "data": data}
+               "data": data, "recommender": f"hybrid+{wide_deep}"}
 
 
 def _register_random_policy(home: Path, data: Path) -> None:
@@ -113,6 +119,8 @@ def test_healthz_and_readyz_are_public(served):
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json()["ready"] and r.json()["missing"] == []
     assert r.json()["propensity"].startswith("propensity:v")
+    assert r.json()["recommender"] == served["recommender"]
+    assert r.json()["recommender_missing"] == []
 
 
 # --- auth -------------------------------------------------------------------------------------
@@ -368,6 +376,7 @@ def test_recommendations_and_k_bounds(served):
         f"/v1/customers/{customers[0]}/recommendations", params={"k": 5}, headers=auth(served)
     )
     assert r.status_code == 200
+    assert r.json()["model"] == served["recommender"]  # the hybrid with Wide & Deep in it
     items = r.json()["items"]
     assert 0 < len(items) <= 5
     scores = [i["score"] for i in items]

@@ -12,18 +12,24 @@ summed with their weights. Then, in this order:
 
 Customers without history get the ``fallback`` model's scores (trending by default), or the
 popularity within their segment when ``segments`` maps them to one.
+
+Components named in ``prefit`` are already fitted (a model loaded from the registry, or one
+fitted once and shared by several blends) and are not fitted again: their scores are mapped
+onto the hybrid's items by product id, an item they do not know counting as no opinion.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from ddso.errors import UserError
 from ddso.models.recommend.base import Recommender, top_k
-from ddso.models.recommend.popularity import Trending
+from ddso.models.recommend.cf import ItemCF, UserCF
+from ddso.models.recommend.content import ContentTfidf
+from ddso.models.recommend.popularity import Popularity, Trending
 from ddso.policy.eligibility import eligible_mask
 
 Eligibility = Callable[[str, pd.DataFrame], np.ndarray]
@@ -45,6 +51,13 @@ def rule_eligibility(products: pd.DataFrame, customer: Mapping[str, object] | No
     return eligible_mask(products, {} if customer is None else dict(customer))
 
 
+def default_components() -> dict[str, tuple[Recommender, float]]:
+    """The hybrid's parts and weights when none are chosen: item-CF, user-CF, TF-IDF content
+    and popularity (``ddso bench recommend`` reports this blend as ``hybrid``)."""
+    return {"item_cf": (ItemCF("cosine"), 1.0), "user_cf": (UserCF("cosine"), 0.5),
+            "content": (ContentTfidf(), 0.3), "popularity": (Popularity(), 0.7)}
+
+
 class Hybrid(Recommender):
     """Blend of ``components`` (name -> (model, weight)) under the business rules above.
 
@@ -61,6 +74,7 @@ class Hybrid(Recommender):
         exclude_owned: bool = True,
         fallback: Recommender | None = None,
         segments: Mapping[str, str] | None = None,
+        prefit: Collection[str] = (),
     ):
         self.components = components
         self.eligibility = eligibility
@@ -69,14 +83,25 @@ class Hybrid(Recommender):
         self.exclude_owned = exclude_owned
         self.fallback = fallback
         self.segments = segments
+        self.prefit = frozenset(prefit)
 
     def _fit(self, interactions: pd.DataFrame, products: pd.DataFrame) -> None:
         if not self.components:
             raise UserError(
                 "Hybrid needs at least one component; pass components={name: (model, weight)}"
             )
+        unknown = sorted(self.prefit - set(self.components))
+        if unknown:
+            raise UserError(f"prefit names {unknown}, which are not components; components: "
+                            f"{sorted(self.components)}")
+        self.align_: dict[str, np.ndarray] = {}
+        for name in sorted(self.prefit):
+            model = self.components[name][0]
+            model._check_fitted()
+            self.align_[name] = model.item_pos_.get_indexer(self.items_)  # -1: unknown item
         self.fallback_ = self.fallback if self.fallback is not None else Trending()
-        for model in [m for m, _ in self.components.values()] + [self.fallback_]:
+        fitted_here = [m for n, (m, _) in self.components.items() if n not in self.prefit]
+        for model in fitted_here + [self.fallback_]:
             model.fit(interactions, products)
             if not np.array_equal(model.items_, self.items_):
                 raise UserError(
@@ -107,7 +132,14 @@ class Hybrid(Recommender):
             if segment in self.segment_popularity_:
                 return self.segment_popularity_[segment].copy()
             return self.fallback_.scores(customer_id)
-        return sum(w * minmax(m.scores(customer_id)) for m, w in self.components.values())
+        return sum(w * minmax(self.component_scores(name, customer_id))
+                   for name, (_, w) in self.components.items())
+
+    def component_scores(self, name: str, customer_id: str) -> np.ndarray:
+        """Component ``name``'s scores over ``items_`` (a prefit one's mapped by product id)."""
+        scores = self.components[name][0].scores(customer_id)
+        index = self.align_.get(name)
+        return scores if index is None else np.where(index >= 0, scores[index], np.nan)
 
     def eligible(self, customer_id: str) -> np.ndarray:
         """Boolean mask over ``items_`` of the products this customer may be offered."""

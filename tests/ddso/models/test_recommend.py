@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from ddso.errors import NotFittedError
+from ddso.errors import NotFittedError, UserError
 from ddso.models.recommend.cf import ItemCF, UserCF, similarity
 from ddso.models.recommend.content import ContentTfidf
 from ddso.models.recommend.evaluate import (
@@ -151,6 +151,28 @@ def test_hybrid_cold_start_falls_back(planted, products):
     assert model.recommend("stranger", 1)[0][0] in {"A", "B"}
     seg = hybrid(segments={"u7": "s", "u8": "s", "new": "s"}).fit(planted, products)
     assert seg.recommend("new", 1)[0][0] == "C"
+
+
+def test_hybrid_maps_a_prefit_component_onto_its_items_by_product_id(planted, products):
+    # Fitted on a catalogue in another order and without "F": its scores must land on the
+    # hybrid's items by id, F counting as no opinion.
+    other = products[products["product_id"] != "F"].iloc[::-1]
+    pre = Popularity().fit(planted[planted["product_id"] != "F"], other)
+    model = Hybrid({"item": (ItemCF(), 1.0), "pop": (pre, 0.2)}, prefit=["pop"])
+    model.fit(planted, products)
+    mapped = model.component_scores("pop", "u7")
+    for j, item in enumerate(model.items_):
+        expected = np.nan if item == "F" else pre.scores("u7")[pre.item_pos_.get_loc(item)]
+        assert mapped[j] == pytest.approx(expected, nan_ok=True)
+    refitted = hybrid().fit(planted[planted["product_id"] != "F"], products)
+    assert [p for p, _ in model.recommend("u7", 3)] == [p for p, _ in refitted.recommend("u7", 3)]
+
+
+def test_hybrid_prefit_names_must_be_fitted_components(planted, products):
+    with pytest.raises(UserError, match="not components"):
+        hybrid(prefit=["nope"]).fit(planted, products)
+    with pytest.raises(NotFittedError):
+        hybrid(prefit=["pop"]).fit(planted, products)
 
 
 def test_metrics_by_hand():
