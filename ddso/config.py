@@ -82,6 +82,16 @@ class RedisSettings(_Section):
     socket_timeout_s: float = Field(0.5, gt=0)
 
 
+class StreamSettings(_Section):
+    graph_refresh_s: float = Field(
+        60.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="How often the stream job recomputes the graph features of the customers "
+        "with new purchases or views and writes them to the online store; 0 turns it off.",
+    )
+
+
 class ServeSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -146,6 +156,7 @@ class Settings(BaseSettings):
     ray: RaySettings = RaySettings()
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
+    stream: StreamSettings = StreamSettings()
     serve: ServeSettings = ServeSettings()
     security: SecuritySettings = SecuritySettings()
     experiments: Experiments = Field(

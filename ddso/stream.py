@@ -10,10 +10,18 @@ late-event store (which events the online state did not take) and the dead-lette
 idempotent. The caller
 commits offsets only after :meth:`StreamProcessor.process` returns: at-least-once delivery
 plus idempotent sinks make a crash and replay leave the state of a run without the crash.
+
+:class:`GraphRefresh` keeps the graph features (:mod:`ddso.features.graph`) of the stream: the
+processor folds each batch's purchases and views into its :class:`GraphState`, and every
+``interval_s`` it recomputes the features of the customers with new purchases or views since
+the last refresh and writes them to the online store. PageRank and the walks are global, so
+they cannot follow each event; a customer not touched keeps the values of its last refresh
+even when other customers' baskets have moved the graph since (the known limit).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,13 +31,19 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ddso.errors import EventParseError
+from ddso.errors import EventParseError, ServiceError
+from ddso.features.graph import KINDS, GraphState
 from ddso.io.sources import Record
 from ddso.schemas.events import EventBase, parse_event
 from ddso.stores.deadletter import DeadLetter, DeadLetterSink
 from ddso.stores.offline import OfflineStore, events_table
 from ddso.stores.online import OnlineStore
 from ddso.stores.state import updates_from_events
+
+log = logging.getLogger(__name__)
+
+GRAPH_EVENT_COLUMNS = ["event_id", "customer_id", "type", "event_time", "lines", "payload"]
+"""The offline-store columns :func:`ddso.features.graph.interactions` reads."""
 
 
 @dataclass
@@ -102,6 +116,7 @@ class StreamProcessor:
         lateness_s: float,
         max_event_bytes: int,
         clock: Callable[[], float] = time.time,
+        graph: GraphRefresh | None = None,
     ):
         self.online = online
         self.offline = offline
@@ -110,6 +125,7 @@ class StreamProcessor:
         self.lateness_s = lateness_s
         self.max_event_bytes = max_event_bytes
         self.clock = clock
+        self.graph = graph
 
     def process(self, source: str, records: list[Record]) -> BatchStats:
         """Apply one partition's records; raises (and writes nothing more) if a sink fails."""
@@ -125,6 +141,9 @@ class StreamProcessor:
         # so a replayed batch rewrites exactly the same rows.
         table = events_table(parsed.events, parsed.offsets, source, now, parsed.payloads)
         self.offline.write_batch(table, source, first, last)
+        if self.graph is not None:
+            # After the offline write: what the graph holds, a restart can read back.
+            self.graph.update(table)
         taken = table
         if result.late:
             late_ids = pa.array(result.late)
@@ -143,3 +162,80 @@ class StreamProcessor:
             applied_at * 1000 - r.timestamp_ms for r in records if r.timestamp_ms is not None
         ]
         return stats
+
+
+class GraphRefresh:
+    """The stream's graph features: folded per micro-batch, written every ``interval_s``.
+
+    :meth:`update` folds a batch's purchases and views into the :class:`GraphState` (sets of
+    baskets: any order, any redelivery, the same state) and remembers their customers;
+    :meth:`maybe_refresh` recomputes those customers' graph features over the whole graph,
+    as :func:`ddso.features.graph.graph_features` does over the same events, and writes them
+    with :meth:`OnlineStore.put_features`. If the write fails the customers stay pending and
+    the next refresh writes them. A refresh runs in the consumer's loop: the consumer polls
+    nothing while it runs (tenths of a second for hundreds of customers).
+
+    The state lives in memory. :meth:`from_offline` rebuilds it at start from the offline
+    store, which holds every event the stream has accepted (the processor folds a batch only
+    after writing it there), and marks every customer pending, so the first refresh rewrites
+    the whole online graph state.
+
+    With several consumers each keeps its own state: the whole history at its start, then
+    only the partitions it owns. Its customers' features then miss the other consumers'
+    baskets since that start, until it restarts; exact with one consumer.
+    """
+
+    def __init__(
+        self,
+        online: OnlineStore,
+        interval_s: float,
+        state: GraphState | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.online = online
+        self.interval_s = interval_s
+        self.state = state if state is not None else GraphState()
+        self.clock = clock
+        self.pending: set[str] = set()
+        self._last = clock()
+
+    @classmethod
+    def from_offline(
+        cls,
+        online: OnlineStore,
+        offline: OfflineStore,
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> GraphRefresh:
+        """A refresher whose state holds every purchase and view of the offline store."""
+        refresh = cls(online, interval_s, clock=clock)
+        refresh.update(offline.read(GRAPH_EVENT_COLUMNS, types=list(KINDS.values())))
+        if refresh.pending:
+            refresh._last = float("-inf")  # due at once: the online store may hold nothing yet
+        return refresh
+
+    def update(self, events: pa.Table) -> None:
+        """Fold one batch (offline-store columns) and mark its customers pending."""
+        self.pending |= self.state.update(events)
+
+    def due(self) -> bool:
+        return bool(self.pending) and self.clock() - self._last >= self.interval_s
+
+    def maybe_refresh(self) -> int:
+        """Refresh if due; returns the customers written (0 if not due or the write failed)."""
+        return self.refresh() if self.due() else 0
+
+    def refresh(self) -> int:
+        """Recompute and write the pending customers' graph features now."""
+        pending = self.pending
+        self.pending = set()
+        self._last = self.clock()
+        if not pending:
+            return 0
+        rows = self.state.customer_features(pending)
+        try:
+            return self.online.put_features(rows)
+        except ServiceError as e:
+            self.pending |= pending
+            log.warning("graph features of %d customers not written, retrying: %s", len(rows), e)
+            return 0

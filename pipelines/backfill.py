@@ -10,7 +10,12 @@ The Spark twin of :mod:`pipelines.featurize`. The plan calls the very same pure 
    aggregation is the associative merge that :func:`behaviour.aggregate` defines);
 3. ``mapInArrow``: :func:`behaviour.finalize` per batch of customers;
 4. ``mapInArrow``: :func:`financial.financial_features` over the profiles, then a full outer
-   join, and cold-start defaults for whatever side is missing (as ``featurize`` does).
+   join, and cold-start defaults for whatever side is missing (as ``featurize`` does);
+5. the graph features (:mod:`ddso.features.graph`): ``mapInArrow`` of
+   :func:`graph.interactions` and a ``distinct`` give the basket-product rows; PageRank and
+   the walks are global matrix computations, so the driver builds the graphs from those rows
+   with :func:`graph.build_graph` and computes :func:`graph.customer_table`, which is left
+   joined onto the snapshot (0.0 for a customer without purchases or views, as in batch).
 
     python -m pipelines.backfill --events .ddso/data/events \
         --profiles .ddso/data/warehouse/financial_profiles --out .ddso/offline
@@ -29,7 +34,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pyarrow as pa
 
-from ddso.features import behaviour, financial
+from ddso.features import behaviour, financial, graph
 from ddso.features.sets import CUSTOMER_FEATURES, cold_start_features
 from pipelines._cli import parse_args
 from pipelines.featurize import EVENT_COLUMNS, observation_end, snapshot_path
@@ -203,6 +208,73 @@ def spark_customer_features(
     )
 
 
+GRAPH_SCHEMA = pa.schema([(c, pa.string()) for c in graph.INTERACTION_COLUMNS])
+"""Arrow schema of the rows :func:`graph.interactions` emits."""
+
+
+def _nest_products(table: pa.Table) -> pa.Table:
+    """Rebuild ``lines`` (product ids only) from the ``line_product_id`` list Spark ships."""
+    ids = table["line_product_id"].combine_chunks()
+    values = pa.StructArray.from_arrays([ids.values], names=["product_id"])
+    lines = pa.ListArray.from_arrays(ids.offsets, values, mask=ids.is_null())
+    return table.drop_columns(["line_product_id"]).append_column("lines", lines)
+
+
+def graph_frame(spark: SparkSession, events_path: str, as_of: datetime) -> pd.DataFrame:
+    """Raw events -> :data:`graph.CUSTOMER_COLUMNS` of every customer with purchases or views.
+
+    Equal to ``graph.graph_features(events, as_of)[0]``: Spark finds the distinct
+    basket-product rows, the driver runs the same graph functions on them.
+    """
+    from pyspark.sql import functions as F
+
+    events = spark.read.parquet(events_path)
+    # A generated dataset has the view's session and product as columns; the offline store
+    # keeps them only in the event's JSON payload, which graph.interactions then parses.
+    view_columns = (
+        ["session_id", "product_id"]
+        if {"session_id", "product_id"} <= set(events.columns)
+        else ["payload"]
+    )
+    shipped = events.where(
+        (F.col("event_time") <= F.lit(as_of)) & F.col("type").isin(*graph.KINDS.values())
+    ).select(
+        "event_id",
+        "customer_id",
+        "type",
+        "event_time",
+        *view_columns,
+        F.col("lines.product_id").alias("line_product_id"),
+    )
+
+    def basket_rows(table: pa.Table) -> pd.DataFrame:
+        return graph.interactions(_nest_products(table), as_of)
+
+    rows = (
+        shipped.mapInArrow(_arrow_map(basket_rows, GRAPH_SCHEMA), _spark_ddl(GRAPH_SCHEMA))
+        .distinct()
+        .toPandas()
+    )
+    return graph.customer_table({name: graph.build_graph(rows, name) for name in graph.KINDS})
+
+
+def snapshot_frame(
+    spark: SparkSession, events_path: str, profiles_path: str, as_of: datetime
+) -> DataFrame:
+    """The snapshot the backfill writes: :func:`spark_customer_features` and the graph ones.
+
+    The graph features are not model inputs (``CUSTOMER_FEATURES`` is unchanged); they ride
+    in the snapshot so that serving and training sets can read them by name.
+    """
+    features = spark_customer_features(spark, events_path, profiles_path, as_of)
+    ddl = _spark_ddl(_float_schema(graph.CUSTOMER_COLUMNS))
+    computed = graph_frame(spark, events_path, as_of)
+    graphs = spark.createDataFrame(computed, schema=ddl)
+    return features.join(graphs, on="customer_id", how="left").fillna(
+        0.0, subset=list(graph.CUSTOMER_COLUMNS)
+    )
+
+
 def resolve_as_of(as_of: str | None, events_path: str) -> datetime:
     """``--as-of`` as an aware UTC time; default the end of the events' observation window."""
     if as_of:
@@ -216,7 +288,7 @@ def main(args: Args) -> Path:
     as_of = resolve_as_of(args.as_of, args.events)
     spark = spark_session(args.master, args.shuffle_partitions)
     try:
-        features = spark_customer_features(spark, args.events, args.profiles, as_of)
+        features = snapshot_frame(spark, args.events, args.profiles, as_of)
         path = snapshot_path(args.out, as_of)
         features.write.mode("overwrite").parquet(str(path))
         count = spark.read.parquet(str(path)).count()

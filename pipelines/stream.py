@@ -8,6 +8,11 @@ running more consumers in the group as Ray actors, each owning its partitions.
 
     python -m pipelines.stream --consumers 2 --metrics-port 9464   # Prometheus on 9464, 9465
 
+With ``stream.graph_refresh_s`` > 0 (default 60) each consumer also keeps the graph features
+(:class:`ddso.stream.GraphRefresh`): rebuilt at start from the offline store, fed by every
+batch, and written to the online store for the customers with new purchases or views every
+``graph_refresh_s`` seconds and when the consumer stops.
+
 Each consumer also writes a health record (lag, dead-letter and late rates, freshness) every
 ``--health-interval-s``, read by :func:`ddso.stream_health.stream_health`.
     ray job submit --working-dir . -- python -m pipelines.stream --consumers 4
@@ -28,7 +33,7 @@ from ddso.io.sources import Source, make_source
 from ddso.stores.deadletter import DeadLetterSink
 from ddso.stores.offline import OfflineStore
 from ddso.stores.online import InMemoryOnlineStore, OnlineStore
-from ddso.stream import BatchStats, StreamProcessor
+from ddso.stream import BatchStats, GraphRefresh, StreamProcessor
 from ddso.stream_health import StreamMonitor, health_store
 from pipelines._cli import parse_args
 
@@ -75,13 +80,18 @@ def make_online_store(settings: Settings) -> OnlineStore:
 
 def make_processor(settings: Settings, args: Args, online: OnlineStore) -> StreamProcessor:
     root = Path(settings.offline_store_path())
+    offline = OfflineStore(root)
+    graph = None
+    if settings.stream.graph_refresh_s > 0:
+        graph = GraphRefresh.from_offline(online, offline, settings.stream.graph_refresh_s)
     return StreamProcessor(
         online,
-        OfflineStore(root),
+        offline,
         OfflineStore(root / "late"),
         DeadLetterSink(root),
         lateness_s=args.lateness_days * 86_400,
         max_event_bytes=settings.kafka.max_event_bytes,
+        graph=graph,
     )
 
 
@@ -112,6 +122,8 @@ def run_consumer(
         while not stop.requested:
             batch = source.poll(args.max_batch, args.poll_s)
             monitor.tick()
+            if processor.graph is not None:
+                processor.graph.maybe_refresh()
             if not batch:
                 idle_s = time.monotonic() - last_records
                 # Before the first records a group join may still be running (seconds, tens
@@ -135,6 +147,8 @@ def run_consumer(
                 # and the idempotent sinks absorb them.
                 log.warning("commit failed, records will be redelivered: %s", e)
             last_records = time.monotonic()
+        if processor.graph is not None:
+            processor.graph.refresh()  # what changed since the last refresh, before stopping
     finally:
         monitor.tick(force=True)
         monitor.close()

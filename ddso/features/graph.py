@@ -32,13 +32,21 @@ Batch: :func:`graph_features` (events -> :func:`interactions` -> :func:`build_gr
 :func:`customer_features`). Streaming: :class:`GraphState` keeps the baskets and the counts
 ``W``, ``B``, ``Y`` and updates them per micro-batch; :meth:`GraphState.graph` hands the same
 :class:`ItemGraph` to the same :func:`customer_features`. Baskets are sets, so the state is
-the same for any order of batches and a redelivered batch changes nothing.
+the same for any order of batches and a redelivered batch changes nothing. A customer's row
+reads only its own rows of ``B`` and ``Y`` and the global ``W``, so :meth:`ItemGraph.restrict`
+and :func:`customer_table` compute the rows of a few customers (the ones the stream job
+refreshes) without the cost of all the others.
+
+Who runs them: the Spark backfill (:mod:`pipelines.backfill`) writes the customer features
+into the feature snapshot, and the stream job (:class:`ddso.stream.GraphRefresh`) writes them
+to the online store every ``stream.graph_refresh_s`` seconds. They are not model inputs.
 """
 
 from __future__ import annotations
 
 import io
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -170,6 +178,23 @@ class ItemGraph:
     own_degree: sp.csr_array
     """``Y``: customers x items, the customer's own baskets' share of ``W``'s row sums."""
 
+    def restrict(self, customers: Iterable[str]) -> ItemGraph:
+        """The same item graph with only these customers' rows of ``B`` and ``Y``.
+
+        A customer's features read only its own rows and the global ``W``, so
+        :func:`customer_features` of the restricted graph gives those customers' rows of the
+        whole one, at a cost in their number: the stream refreshes a few customers at a time.
+        Ids not in the graph are ignored.
+        """
+        rows = np.flatnonzero(np.isin(self.customers, np.array(list(customers), dtype=str)))
+        return ItemGraph(
+            items=self.items,
+            customers=self.customers[rows],
+            cooccurrence=self.cooccurrence,
+            bipartite=self.bipartite[rows],
+            own_degree=self.own_degree[rows],
+        )
+
 
 def _csr(rows, cols, values, shape) -> sp.csr_array:
     """A canonical CSR (duplicates summed, indices sorted), so equal graphs are equal arrays."""
@@ -299,14 +324,25 @@ def _join(frames: list[pd.DataFrame], key: str, columns: tuple[str, ...]) -> pd.
     return out[[key, *columns]].fillna(0.0)
 
 
+def customer_table(
+    graphs: dict[str, ItemGraph], customers: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """:data:`CUSTOMER_COLUMNS` of every customer of the graphs, or only of ``customers``.
+
+    0.0 where a customer has no data of a kind; ids in no graph get no row.
+    """
+    if customers is not None:
+        wanted = list(customers)
+        graphs = {name: g.restrict(wanted) for name, g in graphs.items()}
+    return _join(
+        [customer_features(g, name) for name, g in graphs.items()], "customer_id", CUSTOMER_COLUMNS
+    )
+
+
 def features_from_graphs(graphs: dict[str, ItemGraph]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(customer features, item features) of built graphs; 0.0 where a kind has no data."""
-    customers = [customer_features(g, name) for name, g in graphs.items()]
     items = [item_features(g, name) for name, g in graphs.items()]
-    return (
-        _join(customers, "customer_id", CUSTOMER_COLUMNS),
-        _join(items, "product_id", ITEM_COLUMNS),
-    )
+    return customer_table(graphs), _join(items, "product_id", ITEM_COLUMNS)
 
 
 def graph_features(
@@ -378,18 +414,31 @@ class GraphState:
     def __init__(self) -> None:
         self._kinds = {name: _KindState() for name in KINDS}
 
-    def update(self, events: pa.Table | pd.DataFrame, until: datetime | None = None) -> None:
-        """Fold one batch of events (the same columns :func:`interactions` reads)."""
+    def update(self, events: pa.Table | pd.DataFrame, until: datetime | None = None) -> set[str]:
+        """Fold one batch of events (the same columns :func:`interactions` reads).
+
+        Returns the customers the batch had purchases or views of: the ones whose own
+        baskets changed, which the stream job refreshes.
+        """
         rows = interactions(events, until)
         for name, kind in KINDS.items():
             state = self._kinds[name]
             r = rows[rows["kind"] == kind]
             for c, basket, p in zip(r["customer_id"], r["basket_id"], r["product_id"], strict=True):
                 state.add(str(c), str(basket), str(p))
+        return {str(c) for c in rows["customer_id"].unique()}
 
     def graph(self, name: str) -> ItemGraph:
         """The current graph of one kind, in the batch's exact form."""
         return self._kinds[name].graph()
+
+    def customers(self) -> set[str]:
+        """Every customer with a purchase or a view folded so far."""
+        return {c for kind in self._kinds.values() for c, _ in kind.baskets}
+
+    def customer_features(self, customers: Iterable[str] | None = None) -> pd.DataFrame:
+        """:func:`customer_table` of everything folded so far, for all or some customers."""
+        return customer_table({name: self.graph(name) for name in KINDS}, customers)
 
     def features(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(customer features, item features) of everything folded so far."""

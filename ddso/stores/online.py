@@ -12,11 +12,13 @@ customer id -> feature row, loaded from an offline-store snapshot (Parquet).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
 from ddso.errors import DataFileError, ServiceError
@@ -26,9 +28,29 @@ from ddso.stores.state import ApplyResult, CustomerState, Update, timestamps_of
 
 
 class OnlineStore(Protocol):
+    """Per customer: the incremental event state, and feature values computed elsewhere.
+
+    ``apply``/``state`` hold the behavioural state the stream folds event by event.
+    ``put_features``/``get_features`` hold features that need more than one customer's
+    events (the graph features, :mod:`ddso.features.graph`): the stream job computes them
+    and writes the values; a write replaces the named values and keeps the others.
+    """
+
     def apply(self, updates: list[Update], lateness_s: float) -> ApplyResult: ...
 
     def state(self, customer_id: str) -> CustomerState | None: ...
+
+    def put_features(self, rows: pd.DataFrame) -> int: ...
+
+    def get_features(self, customer_id: str) -> dict[str, float] | None: ...
+
+
+def feature_values(rows: pd.DataFrame) -> Iterator[tuple[str, dict[str, float]]]:
+    """(customer id, {feature: value}) per row of a ``customer_id`` + numeric columns frame."""
+    names = [c for c in rows.columns if c != "customer_id"]
+    values = rows[names].to_numpy(dtype=np.float64)
+    for cid, row in zip(rows["customer_id"].astype(str), values.tolist(), strict=True):
+        yield cid, dict(zip(names, row, strict=True))
 
 
 def _order_key(update: Update) -> tuple[float, str]:
@@ -42,6 +64,7 @@ class InMemoryOnlineStore:
         self._states: dict[str, CustomerState] = {}
         self._seen: dict[str, dict[str, float]] = {}
         self._last_keys: dict[str, dict[str, tuple[float, str]]] = {}
+        self._features: dict[str, dict[str, float]] = {}
 
     def apply(self, updates: list[Update], lateness_s: float) -> ApplyResult:
         result = ApplyResult()
@@ -92,6 +115,17 @@ class InMemoryOnlineStore:
 
     def customers(self) -> list[str]:
         return sorted(self._states)
+
+    def put_features(self, rows: pd.DataFrame) -> int:
+        n = 0
+        for cid, values in feature_values(rows):
+            self._features.setdefault(cid, {}).update(values)
+            n += 1
+        return n
+
+    def get_features(self, customer_id: str) -> dict[str, float] | None:
+        values = self._features.get(customer_id)
+        return dict(values) if values is not None else None
 
 
 class SnapshotStore:

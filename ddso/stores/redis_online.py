@@ -6,11 +6,14 @@ Keys (``<p>`` = the configured prefix, ``<v>`` = the feature-set version, the ve
                                last_contact_s, first_event_s, lv:<name> -> value,
                                lk:<name> -> ordering key of the event that wrote it
     <p>seen:v<v>:<customer>    sorted set: event id -> event time (dedupe window)
+    <p>feat:v<v>:<customer>    hash: feature name -> value, of features computed over many
+                               customers (the graph features), written whole by the stream
 
 A micro-batch is applied by one Lua script call, so its dedupe checks, lateness routing and
 increments happen together or not at all: a consumer killed mid-batch leaves either the
 whole batch or none of it, and the redelivered batch is then skipped as duplicates. Both
-keys expire ``ttl_s`` after the customer's last write (the TTL policy). The rules are those
+keys expire ``ttl_s`` after the customer's last write (the TTL policy), and so does the
+feature hash after its last write. The rules are those
 of :mod:`ddso.stores.state`, the same as :class:`ddso.stores.online.InMemoryOnlineStore`.
 """
 
@@ -18,11 +21,13 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import redis
 
 from ddso.errors import ServiceError
 from ddso.features.behaviour import DAY_S, MAX_WINDOW_DAYS
 from ddso.features.sets import FEATURE_SET_VERSION
+from ddso.stores.online import feature_values
 from ddso.stores.state import ApplyResult, CustomerState, Update, timestamps_of
 
 # ARGV: state prefix, seen prefix, lateness_s, ttl_s, day_s, max_window_days, and the updates
@@ -85,6 +90,10 @@ return {applied, dups, late}
 """
 
 
+_CHUNK = 1_000
+"""Customers per pipeline round trip when writing computed features."""
+
+
 def _order_key(u: Update) -> str:
     # Fixed width, so string order is (time, event id) order inside Lua.
     return f"{u.time_s:020.6f}|{u.event_id}"
@@ -101,6 +110,7 @@ class RedisOnlineStore:
         self.client = client
         self.state_prefix = f"{prefix}state:v{FEATURE_SET_VERSION}:"
         self.seen_prefix = f"{prefix}seen:v{FEATURE_SET_VERSION}:"
+        self.features_prefix = f"{prefix}feat:v{FEATURE_SET_VERSION}:"
         self.ttl_s = ttl_s
         self._script = client.register_script(_APPLY)
 
@@ -155,3 +165,33 @@ class RedisOnlineStore:
             elif key in ("last_event_s", "last_purchase_s", "last_contact_s", "first_event_s"):
                 setattr(st, key, float(v))
         return st
+
+    def put_features(self, rows: pd.DataFrame) -> int:
+        """Write each row's values over the customer's stored ones (idempotent), in chunks.
+
+        One pipeline per chunk, not a transaction: each customer's HSET is atomic, and a
+        failed chunk is simply written again by the next refresh.
+        """
+        n = 0
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for cid, values in feature_values(rows):
+                    key = self.features_prefix + cid
+                    pipe.hset(key, mapping={k: _num(v) for k, v in values.items()})
+                    pipe.expire(key, self.ttl_s)
+                    n += 1
+                    if n % _CHUNK == 0:
+                        pipe.execute()
+                pipe.execute()
+        except redis.RedisError as e:
+            raise ServiceError(
+                f"redis: writing features of {len(rows)} customers failed ({e})"
+            ) from e
+        return n
+
+    def get_features(self, customer_id: str) -> dict[str, float] | None:
+        try:
+            raw = self.client.hgetall(self.features_prefix + customer_id)
+        except redis.RedisError as e:
+            raise ServiceError(f"redis: reading customer features failed ({e})") from e
+        return {k.decode(): float(v) for k, v in raw.items()} or None

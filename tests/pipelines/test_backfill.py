@@ -12,10 +12,20 @@ import pyarrow.parquet as pq
 import pytest
 
 from ddso.data.event_table import EVENT_SCHEMA
-from ddso.features import behaviour, financial
+from ddso.features import behaviour, financial, graph
 from ddso.features.sets import CUSTOMER_FEATURES, cold_start_features
-from pipelines.backfill import PROFILE_COLUMNS, spark_customer_features, spark_session
-from pipelines.featurize import EVENT_COLUMNS, observation_end
+from ddso.io.publish import dataset_records
+from ddso.schemas.events import parse_event
+from ddso.stores.offline import OfflineStore, events_table
+from ddso.stores.online import SnapshotStore
+from pipelines.backfill import (
+    PROFILE_COLUMNS,
+    graph_frame,
+    snapshot_frame,
+    spark_customer_features,
+    spark_session,
+)
+from pipelines.featurize import EVENT_COLUMNS, observation_end, snapshot_path
 
 pytestmark = [
     pytest.mark.integration,
@@ -135,3 +145,38 @@ def test_events_after_as_of_change_nothing(spark, data, tmp_path):
     grown = spark_features(spark, events, data, later).set_index("customer_id")
     base = spark_features(spark, data / "events", data, later).set_index("customer_id")
     assert grown.loc[customer, "frequency_30d"] == base.loc[customer, "frequency_30d"] + 2
+
+
+def test_snapshot_holds_the_batch_graph_features(spark, data, tmp_path):
+    as_of = observation_end(data) - timedelta(days=20, hours=7)
+    profiles = str(data / "warehouse" / "financial_profiles")
+    # Written as main() writes it, read back as serving reads a snapshot.
+    path = snapshot_path(tmp_path, as_of)
+    snapshot_frame(spark, str(data / "events"), profiles, as_of).write.parquet(str(path))
+    snapshot = SnapshotStore.from_parquet(tmp_path)
+    expected, _ = graph.graph_features(pq.read_table(data / "events"), until=as_of)
+    assert len(snapshot) == 500 and 200 < len(expected) < 500
+    columns = list(graph.CUSTOMER_COLUMNS)
+    for row in expected.itertuples(index=False):
+        got = snapshot.get(row.customer_id)
+        np.testing.assert_array_equal([got[c] for c in columns], row[1:], row.customer_id)
+    stored = pq.read_table(path).to_pandas()
+    assert list(stored.columns) == ["customer_id", *CUSTOMER_FEATURES, *columns]
+    without = stored[~stored["customer_id"].isin(expected["customer_id"])]
+    assert len(without) == 500 - len(expected) and (without[columns] == 0.0).all().all()
+
+
+def test_graph_reads_view_ids_from_offline_store_payloads(spark, data, tmp_path):
+    records = next(iter(dataset_records(data, batch_rows=20_000)))
+    events = [parse_event(value) for _, value in records]
+    # Two weeks of them: one file per event date, and Spark lists each folder.
+    as_of = observation_end(data)
+    events = [e for e in events if as_of - timedelta(days=14) <= e.event_time <= as_of]
+    store = OfflineStore(tmp_path)
+    table = events_table(events, range(len(events)), "p0", datetime.now().astimezone())
+    store.write_batch(table, "p0", 0, len(events) - 1)
+    got = graph_frame(spark, str(store.events_dir), as_of)
+    read = store.read(["event_id", "customer_id", "type", "event_time", "lines", "payload"])
+    expected, _ = graph.graph_features(read, until=as_of)
+    assert expected["coview_degree_mean"].gt(0).sum() > 10
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)

@@ -1,20 +1,28 @@
 """The stream job on the embedded default: local log -> in-process online store + offline store."""
 
 import json
+from datetime import UTC, datetime
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import redis
 
 from ddso.config import load_settings
-from ddso.features import behaviour
+from ddso.errors import ConfigError
+from ddso.features import behaviour, graph
 from ddso.io.eventlog import LocalEventLog
 from ddso.io.publish import dataset_records, publish
+from ddso.schemas.events import parse_event
 from ddso.stores.deadletter import DeadLetterSink
-from ddso.stores.offline import OfflineStore
+from ddso.stores.offline import OfflineStore, events_table
 from ddso.stores.online import InMemoryOnlineStore
+from ddso.stores.redis_online import RedisOnlineStore
+from ddso.stream import GRAPH_EVENT_COLUMNS, GraphRefresh
 from pipelines.featurize import EVENT_COLUMNS
-from pipelines.stream import Args, run_consumer
+from pipelines.stream import Args, make_online_store, make_processor, run_consumer
 
 pytestmark = pytest.mark.integration
 
@@ -120,3 +128,97 @@ def test_two_consumers_as_ray_tasks_split_the_partitions(
     committed = LocalEventLog(settings.event_log_path()).committed(settings.kafka.group_id)
     log = LocalEventLog(settings.event_log_path(), readonly=True)
     assert committed == {p: log.end_offset(p) for p in range(4)}
+
+
+def assert_graph_rows(store, expected):
+    """The store holds ``expected``'s graph rows (up to the walk's BLAS rounding)."""
+    for row in expected.itertuples(index=False):
+        got = store.get_features(row.customer_id)
+        assert got is not None, row.customer_id
+        np.testing.assert_allclose(
+            [got[c] for c in graph.CUSTOMER_COLUMNS], row[1:], rtol=1e-12, err_msg=row.customer_id
+        )
+
+
+def test_graph_refresh_writes_batch_features_to_redis_across_a_restart(
+    dataset, tmp_path, redis_settings, redis_client
+):
+    settings = load_settings(
+        home=tmp_path,
+        redis={"url": redis_settings.url, "key_prefix": redis_settings.key_prefix},
+        stream={"graph_refresh_s": 3600},  # no timed refresh: the one at start and at stop
+    )
+    records = [r for batch in dataset_records(dataset, batch_rows=5000) for r in batch]
+    times = [json.loads(value)["event_time"] for _, value in records]
+    cut = sorted(times)[len(times) // 2]
+    args = Args(max_batch=2000, poll_s=0.05, idle_exit_s=0.3)
+    offline = OfflineStore(settings.offline_store_path())
+
+    publish(settings, [[r for r, t in zip(records, times, strict=True) if t <= cut]])
+    run_consumer(settings, args)
+    store = make_online_store(settings)
+    assert isinstance(store, RedisOnlineStore)
+    before, _ = graph.graph_features(offline.read(GRAPH_EVENT_COLUMNS))
+    assert len(before) > 100
+    assert_graph_rows(store, before)
+
+    # A restart rebuilds the graph from the offline store and rewrites every customer at
+    # once; the customers with purchases or views after that are rewritten at stop.
+    later = [r for r, t in zip(records, times, strict=True) if t > cut]
+    publish(settings, [later])
+    run_consumer(settings, args)
+    after, _ = graph.graph_features(offline.read(GRAPH_EVENT_COLUMNS))
+    later_table = events_table(
+        [parse_event(v) for _, v in later], range(len(later)), "x", datetime.now(UTC)
+    )
+    touched = set(graph.interactions(later_table)["customer_id"])
+    assert 50 < len(touched) < len(after)
+    assert_graph_rows(store, after[after["customer_id"].isin(touched)])
+    # The known limit: the others keep the values of the graph as it was at the restart.
+    assert_graph_rows(store, before[~before["customer_id"].isin(touched)])
+
+
+def test_graph_refresh_waits_its_interval_and_keeps_failed_customers_pending(dataset):
+    events = pq.read_table(dataset / "events")
+    cut = pc.approximate_median(pc.cast(events["event_time"], "int64")).as_py()
+    at = pc.cast(events["event_time"], "int64")
+    first = events.filter(pc.less_equal(at, cut))
+    now = [0.0]
+    store = InMemoryOnlineStore()
+    refresh = GraphRefresh(store, 60.0, clock=lambda: now[0])
+    refresh.update(first)
+    expected, _ = graph.graph_features(first)
+    assert refresh.maybe_refresh() == 0 and store.get_features(expected["customer_id"][0]) is None
+    now[0] = 60.0
+    assert refresh.maybe_refresh() == len(expected) and not refresh.pending
+    assert_graph_rows(store, expected)
+
+    later = events.filter(pc.greater(at, cut))
+    customer = graph.interactions(later)["customer_id"].iloc[0]
+    own = later.filter(pc.equal(later["customer_id"], customer))
+    refresh.update(own)
+    now[0] = 100.0
+    assert refresh.maybe_refresh() == 0 and refresh.pending == {customer}
+    now[0] = 120.0
+    assert refresh.maybe_refresh() == 1
+    grown, _ = graph.graph_features(pa.concat_tables([first, own]))
+    assert_graph_rows(store, grown[grown["customer_id"] == customer])
+    # Untouched customers keep their values, though the new baskets moved the graph.
+    others = expected[expected["customer_id"] != customer]
+    assert_graph_rows(store, others)
+    moved = grown.set_index("customer_id").loc[others["customer_id"]].to_numpy()
+    assert (moved != others.set_index("customer_id").to_numpy()).any()
+
+    # Nothing listens on port 1: the write fails, the customer stays pending for next time.
+    down = redis.Redis(host="127.0.0.1", port=1, socket_timeout=0.2, socket_connect_timeout=0.2)
+    failing = GraphRefresh(RedisOnlineStore(down), 0.0, clock=lambda: now[0])
+    failing.update(own)
+    assert failing.maybe_refresh() == 0 and failing.pending == {customer}
+
+
+def test_graph_refresh_setting(tmp_path):
+    off = load_settings(home=tmp_path, stream={"graph_refresh_s": 0})
+    assert make_processor(off, Args(), InMemoryOnlineStore()).graph is None
+    assert load_settings(home=tmp_path).stream.graph_refresh_s == 60.0
+    with pytest.raises(ConfigError, match=r"stream\.graph_refresh_s"):
+        load_settings(home=tmp_path, stream={"graph_refresh_s": -1})

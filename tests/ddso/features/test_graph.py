@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
@@ -206,3 +207,31 @@ def test_no_events_give_empty_frames_with_the_columns():
     assert list(customers.columns) == ["customer_id", *graph.CUSTOMER_COLUMNS]
     assert list(items.columns) == ["product_id", *graph.ITEM_COLUMNS]
     assert customers.empty and items.empty
+
+
+def test_some_customers_get_their_rows_of_the_whole_table(generated):
+    state = graph.GraphState()
+    touched = state.update(generated)
+    whole = state.customer_features()
+    assert touched == state.customers() == set(whole["customer_id"])
+    pd.testing.assert_frame_equal(whole, graph.graph_features(generated)[0], check_exact=True)
+    # Customers with only views, only purchases, and both; an unknown id gets no row.
+    rows = graph.interactions(generated)
+    kinds = rows.groupby("customer_id")["kind"].agg(frozenset)
+    some = [kinds[kinds == frozenset(k)].index[0] for k in (["view"], ["purchase", "view"])]
+    some += list(whole["customer_id"].sample(20, random_state=3))
+    part = state.customer_features([*some, "nobody"])
+    expected = whole[whole["customer_id"].isin(some)].reset_index(drop=True)
+    assert list(part["customer_id"]) == list(expected["customer_id"])
+    # The walk runs dense BLAS blocks of another shape: equal up to rounding.
+    np.testing.assert_allclose(
+        part[list(graph.CUSTOMER_COLUMNS)], expected[list(graph.CUSTOMER_COLUMNS)], rtol=1e-12
+    )
+    assert state.customer_features([]).empty
+
+
+def test_update_reports_the_customers_whose_baskets_it_folded(offline):
+    state = graph.GraphState()
+    assert state.update(offline.slice(0, 2)) == {"c1"}
+    assert state.update(offline.filter(pc.equal(offline["type"], "view"))) == {"c2", "c3"}
+    assert state.customers() == {"c1", "c2", "c3"}

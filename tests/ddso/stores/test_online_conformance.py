@@ -140,9 +140,26 @@ def test_redis_keys_carry_version_and_ttl(redis_client, redis_prefix):
     key = f"{redis_prefix}state:v{behaviour_version()}:C1"
     assert 0 < redis_client.ttl(key) <= 120
     assert 0 < redis_client.ttl(f"{redis_prefix}seen:v{behaviour_version()}:C1") <= 120
+    store.put_features(pd.DataFrame({"customer_id": ["C1"], "coview_overlap": [1.0]}))
+    assert 0 < redis_client.ttl(f"{redis_prefix}feat:v{behaviour_version()}:C1") <= 120
 
 
 def behaviour_version():
     from ddso.features.sets import FEATURE_SET_VERSION
 
     return FEATURE_SET_VERSION
+
+
+def test_computed_features_are_written_whole_and_read_by_name(store):
+    rows = pd.DataFrame(
+        {"customer_id": ["C1", "C2"], "coview_overlap": [0.25, 0.0], "coview_walk_3": [1 / 3, 2.0]}
+    )
+    assert store.put_features(rows) == 2
+    assert store.get_features("C1") == {"coview_overlap": 0.25, "coview_walk_3": 1 / 3}
+    assert store.get_features("nobody") is None
+    # A later write replaces the values it names, keeps the others, and is idempotent.
+    again = pd.DataFrame({"customer_id": ["C2"], "coview_walk_3": [0.5]})
+    assert store.put_features(again) == store.put_features(again) == 1
+    assert store.get_features("C2") == {"coview_overlap": 0.0, "coview_walk_3": 0.5}
+    # Computed values are not event state: the customer has none until an event arrives.
+    assert store.state("C1") is None
