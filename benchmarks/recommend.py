@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 from ddso.data.dataset import Dataset
 from ddso.data.generator import GeneratorConfig, generate
 from ddso.errors import UserError
-from ddso.models.recommend.base import Recommender
+from ddso.models.recommend.base import Recommender, position
 from ddso.models.recommend.cf import ItemCF, UserCF
 from ddso.models.recommend.content import ContentTfidf
 from ddso.models.recommend.deep_training import Training
@@ -91,7 +91,7 @@ class ImplicitALS(Recommender):
 
     def scores(self, customer_id: str) -> np.ndarray:
         self._check_fitted()
-        pos = self.customer_pos_.get_indexer([customer_id])[0]
+        pos = position(self.customer_pos_, customer_id)
         if pos < 0:
             return np.full(len(self.items_), np.nan)
         scores = self.model_.item_factors @ self.model_.user_factors[pos]

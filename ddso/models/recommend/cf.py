@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
 from ddso.errors import UserError
-from ddso.models.recommend.base import Recommender
+from ddso.models.recommend.base import Recommender, position
 
 Similarity = Literal["cosine", "pearson", "jaccard"]
 SIMILARITIES = ("cosine", "pearson", "jaccard")
@@ -98,7 +98,7 @@ class ItemCF(Recommender):
         if row is None:
             return np.full(len(self.items_), np.nan)
         # similarity_ keeps each item's neighbours in its row; score item i from its row
-        out = np.asarray((self.similarity_ @ row.T).todense()).ravel()
+        out = self.similarity_ @ row.toarray().ravel()  # dense vector: one product
         return np.where(out > 0, out, np.nan)
 
 
@@ -115,7 +115,7 @@ class UserCF(Recommender):
 
     def scores(self, customer_id: str) -> np.ndarray:
         self._check_fitted()
-        pos = self.customer_pos_.get_indexer([customer_id])[0]
+        pos = position(self.customer_pos_, customer_id)
         if pos < 0:
             return np.full(len(self.items_), np.nan)
         out = np.asarray((self.similarity_[pos] @ self.matrix_).todense()).ravel()
