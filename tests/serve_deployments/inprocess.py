@@ -10,6 +10,22 @@ from ddso.features.financial import financial_features
 from ddso.features.sets import CUSTOMER_FEATURES, cold_start_features
 from ddso.models.registry import ModelRegistry
 
+FINANCIAL_PROFILE = {
+    "customer_id": "C-assess-1",
+    "as_of": "2025-06-30T00:00:00Z",
+    "income_streams": [
+        {"kind": "salary", "monthly_amount": 3200.0, "months_observed": 24, "stability": 0.9}
+    ],
+    "debts": [
+        {"kind": "credit_card", "balance": 1500.0, "monthly_payment": 90.0, "credit_limit": 5000.0}
+    ],
+    "savings_balance": 4000.0,
+    "payments_due_12m": 12,
+    "payments_on_time_12m": 11,
+    "delinquencies_24m": 0,
+}
+"""A valid financial profile (the body of ``POST /v1/assess``'s ``profile``)."""
+
 
 def snapshot(data, path) -> list[str]:
     """Served features without Ray: the profiles' financial features, cold-start behaviour

@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.serve_deployments.inprocess import FINANCIAL_PROFILE
+
 pytestmark = [pytest.mark.ray, pytest.mark.integration]
 
 BURST = 30
@@ -319,20 +321,7 @@ def _try_find(audit: Path, decision_id: str):
 
 # --- assessment and customers -----------------------------------------------------------------
 
-PROFILE = {
-    "customer_id": "C-assess-1",
-    "as_of": "2025-06-30T00:00:00Z",
-    "income_streams": [
-        {"kind": "salary", "monthly_amount": 3200.0, "months_observed": 24, "stability": 0.9}
-    ],
-    "debts": [
-        {"kind": "credit_card", "balance": 1500.0, "monthly_payment": 90.0, "credit_limit": 5000.0}
-    ],
-    "savings_balance": 4000.0,
-    "payments_due_12m": 12,
-    "payments_on_time_12m": 11,
-    "delinquencies_24m": 0,
-}
+PROFILE = FINANCIAL_PROFILE
 
 
 def test_assess_returns_score_band_reasons_and_programs(served):

@@ -15,23 +15,12 @@ from graphql import get_introspection_query, parse
 
 from serve_deployments import graphql as gql
 from serve_deployments.schemas import AssessResponse, DecideResponse, ProfileResponse
+from tests.serve_deployments.inprocess import FINANCIAL_PROFILE
 
 BURST = 200
 METERED_CALLS = 10
 
-PROFILE = {
-    "as_of": "2025-06-30T00:00:00Z",
-    "income_streams": [
-        {"kind": "salary", "monthly_amount": 3200.0, "months_observed": 24, "stability": 0.9}
-    ],
-    "debts": [
-        {"kind": "credit_card", "balance": 1500.0, "monthly_payment": 90.0, "credit_limit": 5000.0}
-    ],
-    "savings_balance": 4000.0,
-    "payments_due_12m": 12,
-    "payments_on_time_12m": 11,
-    "delinquencies_24m": 0,
-}
+PROFILE = {k: v for k, v in FINANCIAL_PROFILE.items() if k != "customer_id"}
 CUSTOMER_QUERY = """
 query Customer($id: ID!, $k: Int, $profile: JSON!) {
   customer(id: $id) {
