@@ -98,7 +98,8 @@ class Hybrid(Recommender):
         for name in sorted(self.prefit):
             model = self.components[name][0]
             model._check_fitted()
-            self.align_[name] = model.item_pos_.get_indexer(self.items_)  # -1: unknown item
+            if not np.array_equal(model.items_, self.items_):  # else its scores fit as they are
+                self.align_[name] = model.item_pos_.get_indexer(self.items_)  # -1: unknown
         self.fallback_ = self.fallback if self.fallback is not None else Trending()
         fitted_here = [m for n, (m, _) in self.components.items() if n not in self.prefit]
         for model in fitted_here + [self.fallback_]:

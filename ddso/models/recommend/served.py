@@ -75,7 +75,6 @@ class ServedRecommender:
                             "recommender='hybrid' (popularity alone has nothing to blend with)")
         if deep and registry is None:
             raise UserError("deep recommenders are loaded from a model registry; pass registry")
-        self.kind = kind
         self.deep = tuple(deep)
         self.deep_weight = deep_weight
         self.registry = registry
